@@ -1,0 +1,146 @@
+"""The run configuration: one dataclass whose fields are also the command-line flags.
+
+`flags/__init__.py` turns every field into an absl flag (name, type, default and help come
+from here), so a default or a help text is written once. Fields with `choices` become enum flags.
+"""
+
+import dataclasses
+from typing import Optional
+
+
+def _field(default, help_text, choices=None):
+    meta = {"help": help_text}
+    if choices is not None:
+        meta["choices"] = tuple(choices)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclasses.dataclass
+class Config:
+    # --- run --------------------------------------------------------------------------------
+    mode: str = _field("train", "What to do: train (then evaluate on the query set), eval "
+                       "(from the selected checkpoint in --workdir), export (SavedModels for "
+                       "TF Serving), search (Hamming retrieval), extract (image features).",
+                       ["train", "eval", "export", "search", "extract"])
+    workdir: str = _field("runs/default", "Run directory: checkpoints, TensorBoard events, "
+                          "metrics.json, plots. A run resumes from the last checkpoint here.")
+    seed: int = _field(0, "Seed of model initialisation and data order.")
+    deterministic: bool = _field(False, "Enable TF op determinism (bit-identical resume).")
+    num_replicas: int = _field(0, "Local replicas for MirroredStrategy; 0 = all local devices. "
+                               "On a CPU-only machine N>1 splits the CPU into N logical devices.")
+
+    # --- data -------------------------------------------------------------------------------
+    dataset: str = _field("default", "Dataset: default (embedded, generated), mirflickr, "
+                          "nuswide, coco, mirflickr730 (the 730 real MIRFlickr rows with "
+                          "EfficientNet-Lite0 features), custom (files and keys by flags).",
+                          ["default", "mirflickr", "nuswide", "coco", "mirflickr730", "custom"])
+    data_dir: str = _field("", "Folder with the dataset's files (see README, Datasets).")
+    data_source: str = _field("raw", "Read the raw release files or a built TFDS dataset.",
+                              ["raw", "tfds"])
+    tfds_data_dir: str = _field("", "TFDS data_dir for --data_source=tfds.")
+    image_file: str = _field("", "custom/override: file holding the image side "
+                             "(.mat v5/v7.3, .h5, .npz, .npy).")
+    tag_file: str = _field("", "custom/override: file holding the tag bag-of-words.")
+    label_file: str = _field("", "custom/override: file holding the 0/1 label matrix.")
+    image_key: str = _field("IAll", "Key of the image array in --image_file.")
+    tag_key: str = _field("YAll", "Key of the tag array in --tag_file.")
+    label_key: str = _field("LAll", "Key of the label array in --label_file.")
+    split_file: str = _field("", "Optional .npz with query_idx/database_idx/train_idx that "
+                             "fixes the split (overrides the seeded split).")
+    split_seed: int = _field(0, "Seed of the query/database/train split (recorded with the run).")
+    num_query: int = _field(-1, "Query items; -1 = the dataset's standard number.")
+    num_train: int = _field(-1, "Training items drawn from the database; -1 = standard.")
+    num_val: int = _field(-1, "Validation queries carved from the training side for model "
+                          "selection; -1 = 10% of the training items, at most 500.")
+
+    # --- model ------------------------------------------------------------------------------
+    bits: int = _field(32, "Hash code length K.")
+    feature_dim: int = _field(512, "Width of the high-level features F_l, F_v, F_t.")
+    labnet_hidden: int = _field(4096, "LabNet hidden width (SSAH: 4096).")
+    imgnet_hidden: int = _field(4096, "ImgNet hidden width on feature input (SSAH: 4096).")
+    txtnet_hidden: int = _field(4096, "TxtNet hidden width (SSAH: 4096).")
+    txt_scales: str = _field("50,30,15,10,5", "TxtNet multi-scale fusion pooling windows "
+                             "(SSAH); empty disables the fusion.")
+    disc_hidden: str = _field("512,256", "Discriminator hidden widths (SSAH: 512, 256).")
+    dropout: float = _field(0.0, "Dropout on the hidden layers of ImgNet/TxtNet.")
+    label_net: bool = _field(True, "Use the self-supervised label network (off: DCMH-like).")
+    adversarial: bool = _field(True, "Use the discriminators (off: no adversarial terms).")
+    attention: str = _field("scan", "Cross-modal attention: scan (UDSPH) or none (SSAH).",
+                            ["scan", "none"])
+    attention_dim: int = _field(256, "Common space of regions and word tokens.")
+    attention_direction: str = _field("both", "SCAN direction(s).", ["both", "t2i", "i2t"])
+    attention_pool: str = _field("lse", "Pooling of token/region similarities.", ["lse", "mean"])
+    lambda_softmax: float = _field(9.0, "SCAN softmax temperature lambda_1.")
+    lambda_lse: float = _field(6.0, "SCAN LogSumExp temperature lambda_2.")
+    image_regions: int = _field(0, "Regions per image in the feature input; 0 = a global vector "
+                                "(one region).")
+
+    # --- losses -----------------------------------------------------------------------------
+    alpha: float = _field(1.0, "Weight of the pairwise likelihood on features.")
+    gamma: float = _field(1.0, "Weight of the pairwise likelihood on hash outputs.")
+    beta: float = _field(1.0, "Weight of the quantisation loss ||B - H||^2.")
+    eta: float = _field(1.0, "Weight of the label-prediction loss.")
+    delta: float = _field(1.0, "Weight of the adversarial (generator) loss.")
+    mu: float = _field(1.0, "Weight of the attention (local semantic correlation) loss.")
+    pairwise_form: str = _field("likelihood", "Pairwise term: the negative log-likelihood, or "
+                                "the squared error of SSAH's released code (option only).",
+                                ["likelihood", "ssah_squared"])
+
+    # --- schedule ---------------------------------------------------------------------------
+    epochs: int = _field(20, "Epochs of the alternating schedule.")
+    batch_size: int = _field(128, "Global batch size (split over replicas).")
+    lab_passes: int = _field(1, "Passes over the training set for LabNet per epoch.")
+    disc_passes: int = _field(1, "Passes for the discriminators per epoch.")
+    img_passes: int = _field(1, "Passes for ImgNet per epoch.")
+    txt_passes: int = _field(1, "Passes for TxtNet per epoch.")
+    lr_lab: float = _field(1e-3, "LabNet Adam learning rate.")
+    lr_img: float = _field(1e-4, "ImgNet Adam learning rate.")
+    lr_txt: float = _field(1e-3, "TxtNet Adam learning rate.")
+    lr_disc: float = _field(1e-4, "Discriminator Adam learning rate.")
+    lr_decay: float = _field(0.9, "Learning-rate factor applied after every epoch.")
+    eval_every: int = _field(1, "Evaluate on the validation split every N epochs.")
+    keep_checkpoints: int = _field(3, "Checkpoints kept by the CheckpointManager.")
+    progress: bool = _field(True, "Console progress bar with ETA.")
+
+    # --- export / serving / search ----------------------------------------------------------
+    export_dir: str = _field("export", "Root of the TF Serving model directories.")
+    run_name: str = _field("", "Name of the exported run; empty = basename of --workdir.")
+    export_version: int = _field(0, "SavedModel version to write; 0 = next free integer.")
+    query_tags: str = _field("", "search: comma-separated tags of a text query (text->image).")
+    query_image_row: int = _field(-1, "search: row id of an image-feature query (image->text).")
+    query_image_file: str = _field("", "search: an image file as the query (image->text).")
+    top_k: int = _field(10, "search: number of results.")
+    search_backend: str = _field("auto", "Hamming search backend: numpy, faiss, or auto "
+                                 "(faiss where installed).", ["auto", "numpy", "faiss"])
+
+    # --- images / backbones -----------------------------------------------------------------
+    backbone: str = _field("features", "Image input: precomputed features, or a CNN on raw "
+                           "images.", ["features", "cnnf", "vgg16", "vgg19", "resnet50",
+                                       "efficientnet_lite0"])
+    backbone_weights: str = _field("", "Local weights file of the backbone (imagenet-vgg-f.mat, "
+                                   "a Keras .h5/.weights.h5, or the EfficientNet-Lite0 .pth); "
+                                   "empty = the installed EfficientNet-Lite0 weights.")
+    image_dir: str = _field("", "Folder of raw images (ids from img_database.txt).")
+    fine_tune: bool = _field(False, "Fine-tune the backbone (else frozen).")
+    augment: bool = _field(False, "Random crop/flip augmentation of raw training images.")
+    skip_bad_images: bool = _field(False, "Skip unreadable images with a count instead of "
+                                   "stopping with an error.")
+    feature_file: str = _field("", "extract: output .npz of global and region features.")
+
+    @property
+    def txt_scale_list(self):
+        return [int(s) for s in self.txt_scales.split(",") if s.strip()]
+
+    @property
+    def disc_hidden_list(self):
+        return [int(s) for s in self.disc_hidden.split(",") if s.strip()]
+
+
+def config_fields():
+    """The dataclass fields in definition order (used to define and read the flags)."""
+    return dataclasses.fields(Config)
+
+
+def replace(config: Config, **changes) -> Config:
+    """A copy with some fields changed (tests and presets; flags are never mutated)."""
+    return dataclasses.replace(config, **changes)
