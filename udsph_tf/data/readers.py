@@ -1,0 +1,393 @@
+"""Readers for the release formats (.mat v5/v7.3, .h5, .npz, .npy, image folders) and datasets."""
+
+import os
+import re
+import warnings
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from udsph_tf.data import validation as V
+from udsph_tf.data.types import CrossModalData
+
+MIRFLICKR_LABELS = [
+    "animals", "baby", "bird", "car", "clouds", "dog", "female", "flower", "food", "indoor",
+    "lake", "male", "night", "people", "plant_life", "portrait", "river", "sea", "sky",
+    "structures", "sunset", "transport", "tree", "water"]
+
+# Where each release keeps its modalities: one file per modality (DJSRH-style names) first,
+# then single files holding all three (the DCMH/SSAH releases).
+LAYOUTS = {
+    "mirflickr": {"separate": {"labels": "mirflickr25k-lall.mat", "tags": "mirflickr25k-yall.mat",
+                               "images": "mirflickr25k-iall.mat"},
+                  "combined": ["FLICKR-25K.mat", "mirflickr25k.mat", "mirflickr25k.h5",
+                               "mirflickr25k.npz"]},
+    "nuswide": {"separate": {"labels": "nus-wide-tc21-lall.mat", "tags": "nus-wide-tc21-yall.mat",
+                             "images": "nus-wide-tc21-iall.mat"},
+                "combined": ["NUS-WIDE-TC21.mat", "nuswide.mat", "nuswide.h5", "nuswide.npz"]},
+    "coco": {"separate": {"labels": "mscoco-lall.mat", "tags": "mscoco-yall.mat",
+                          "images": "mscoco-iall.mat"},
+             "combined": ["MS-COCO.mat", "coco.mat", "coco.h5", "coco.npz"]},
+}
+# The DCMH/SSAH combined files call the image array `images`; tried only for the default key.
+DEFAULT_KEYS = {"images": "IAll", "tags": "YAll", "labels": "LAll"}
+KEY_ALIASES = {"images": ["images"], "tags": ["tags"], "labels": ["labels"]}
+
+MIRFLICKR730_FILE = "mirflickr730-efficientnet-lite0.npz"
+MIRFLICKR730_SPLIT = "mirflickr730-split.npz"
+ID_LIST = "img_database.txt"
+TAG_VOCAB = "common_tags.txt"
+DATASETS = ("default", "mirflickr", "nuswide", "coco", "mirflickr730", "custom")
+
+_MAT73_MAGIC = b"MATLAB 7.3"
+
+
+# --------------------------------------------------------------------------------------------
+# Arrays from files
+
+
+def _is_mat73(path) -> bool:
+    """MATLAB v7.3 files are HDF5 with a 512-byte text header (the userblock)."""
+    with open(path, "rb") as f:
+        return f.read(len(_MAT73_MAGIC)) == _MAT73_MAGIC
+
+
+def _h5_keys(f) -> List[str]:
+    import h5py
+    keys = []
+
+    def visit(name, obj):
+        if name.startswith("#"):  # MATLAB's #refs# / #subsystem# internals
+            return
+        if isinstance(obj, h5py.Dataset) or "MATLAB_sparse" in obj.attrs:
+            keys.append(name)
+
+    f.visititems(visit)
+    return keys
+
+
+def _read_h5(path, key, matlab: bool) -> np.ndarray:
+    import h5py
+    with h5py.File(path, "r") as f:
+        if key not in f or key.startswith("#"):
+            raise V.missing_key(path, key, _h5_keys(f))
+        obj = f[key]
+        if isinstance(obj, h5py.Group):
+            if "MATLAB_sparse" not in obj.attrs:
+                raise ValueError(f"{V.where(path, key)}: is an HDF5 group, not an array")
+            # MATLAB sparse (column-compressed): data/ir/jc of the (rows x cols) matrix,
+            # which is already the transpose of what h5py would show for a dense one.
+            import scipy.sparse
+            n_rows = int(obj.attrs["MATLAB_sparse"])
+            jc = obj["jc"][()]
+            data = obj["data"][()] if "data" in obj else np.ones(int(jc[-1]))
+            ir = obj["ir"][()] if "ir" in obj else np.zeros(0, np.int64)
+            mat = scipy.sparse.csc_matrix((data, ir, jc), shape=(n_rows, len(jc) - 1))
+            return np.asarray(mat.toarray())
+        if obj.dtype == h5py.ref_dtype or obj.dtype.kind == "O":
+            raise ValueError(f"{V.where(path, key)}: holds MATLAB cell/object references, "
+                             "which are not supported; store a numeric matrix")
+        arr = obj[()]
+    # MATLAB is column-major: a (N, D) matrix lands in HDF5 as (D, N), so reverse the axes.
+    return np.ascontiguousarray(arr.T) if matlab else np.asarray(arr)
+
+
+def _read_mat(path, key) -> np.ndarray:
+    import scipy.io
+    import scipy.sparse
+    from scipy.io.matlab import matfile_version
+    try:
+        major, _ = matfile_version(path)
+    except Exception as e:  # scipy raises several types for a file that is not a .mat
+        raise ValueError(f"{path}: not a readable .mat file ({e})") from e
+    if major == 2:
+        return _read_h5(path, key, matlab=True)
+    names = [name for name, _, _ in scipy.io.whosmat(path)]
+    if key not in names:
+        raise V.missing_key(path, key, names)
+    arr = scipy.io.loadmat(path, variable_names=[key])[key]
+    if scipy.sparse.issparse(arr):
+        arr = arr.toarray()
+    return np.asarray(arr)
+
+
+def list_keys(path) -> List[str]:
+    """The array names a file holds ([] for .npy, which holds one unnamed array)."""
+    path = V.require_file(path, "data file")
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".npy":
+        return []
+    if ext == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            return list(z.files)
+    if ext == ".mat" and not _is_mat73(path):
+        import scipy.io
+        return [name for name, _, _ in scipy.io.whosmat(path)]
+    import h5py
+    with h5py.File(path, "r") as f:
+        return _h5_keys(f)
+
+
+def read_array(path, key: Optional[str] = None) -> np.ndarray:
+    """One array from .npy, .npz, .mat (v4/v5 via scipy, v7.3 via h5py, transposed back)
+    or .h5/.hdf5 (a MATLAB-written v7.3 file with another extension is detected by its header).
+    """
+    path = V.require_file(path, "data file")
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".npy":
+        # Memory-mapped: a large feature matrix is paged in by the rows actually gathered.
+        arr = np.load(path, allow_pickle=False, mmap_mode="r")
+    elif ext == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            if key not in z.files:
+                raise V.missing_key(path, key, z.files)
+            arr = z[key]
+    elif ext == ".mat":
+        arr = _read_mat(path, key)
+    elif ext in (".h5", ".hdf5", ".h5py", ".hdf"):
+        arr = _read_h5(path, key, matlab=_is_mat73(path))
+    else:
+        raise ValueError(f"{path}: unsupported file type {ext!r} "
+                         "(expected .mat, .h5, .hdf5, .npz or .npy)")
+    if arr.dtype.kind in "OUSV":
+        raise ValueError(f"{V.where(path, key)}: expected a numeric array, got dtype {arr.dtype}")
+    return arr
+
+
+def read_lines(path) -> List[str]:
+    with open(V.require_file(path, "text file"), encoding="utf-8") as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def read_tag_vocab(path) -> List[str]:
+    """common_tags.txt: `tag count` per line, in bag-of-words column order."""
+    return [line.split()[0] for line in read_lines(path)]
+
+
+def ids_from_paths(paths: Sequence[str]) -> np.ndarray:
+    """MIRFlickr-style `images/im123.jpg` -> 123 (int64); other names stay strings."""
+    numbers = [re.search(r"(\d+)\D*$", os.path.basename(p)) for p in paths]
+    if paths and all(numbers):
+        ids = np.array([int(m.group(1)) for m in numbers], dtype=np.int64)
+        if np.unique(ids).size == ids.size:
+            return ids
+    return np.array([os.path.splitext(os.path.basename(p))[0] for p in paths], dtype=str)
+
+
+def resolve_image_paths(image_dir: str, rel_paths: Sequence[str], src: str) -> List[str]:
+    """Join the id list to image_dir; accept image_dir being the id list's own sub-folder."""
+    if not os.path.isdir(image_dir):
+        raise FileNotFoundError(f"--image_dir {image_dir!r} is not a folder")
+    joined = [os.path.join(image_dir, p) for p in rel_paths]
+    flat = [os.path.join(image_dir, os.path.basename(p)) for p in rel_paths]
+    found = np.array([os.path.exists(p) for p in joined])
+    if not found.any():
+        found_flat = np.array([os.path.exists(p) for p in flat])
+        if found_flat.any():
+            joined, found = flat, found_flat
+    if not found.any():
+        raise FileNotFoundError(f"none of the {len(joined)} images listed in {src} exist under "
+                                f"{image_dir!r} (first looked for {joined[0]!r})")
+    if not found.all():
+        missing = np.nonzero(~found)[0]
+        warnings.warn(f"{missing.size} of {len(joined)} images listed in {src} are missing "
+                      f"under {image_dir!r} (first rows: {missing[:5].tolist()}); use "
+                      "--skip_bad_images or a subset of the rows")
+    return joined
+
+
+# --------------------------------------------------------------------------------------------
+# Datasets
+
+
+def _in_dir(data_dir: str, path: str) -> str:
+    """A file flag relative to --data_dir when it is not found as given."""
+    if path and not os.path.isabs(path) and data_dir and not os.path.exists(path):
+        return os.path.join(data_dir, path)
+    return path
+
+
+def _find_in_layout(name, data_dir, modality, key):
+    """(path, key) of a modality in the release layout, or None; also what was tried."""
+    layout = LAYOUTS[name]
+    keys = [key] + (KEY_ALIASES[modality] if key == DEFAULT_KEYS[modality] else [])
+    tried = []
+    sep = os.path.join(data_dir, layout["separate"][modality])
+    tried.append(V.where(sep, key))
+    if os.path.isfile(sep):
+        return (sep, key), tried
+    for fname in layout["combined"]:
+        path = os.path.join(data_dir, fname)
+        tried.append(V.where(path, key))
+        if os.path.isfile(path):
+            present = list_keys(path)
+            for k in keys:
+                if k in present:
+                    return (path, k), tried
+    return None, tried
+
+
+def _image_dir_mode(image_dir: str, data_dir: str, rows=None):
+    """Image paths and ids from img_database.txt (in image_dir or data_dir)."""
+    for folder in (image_dir, data_dir):
+        list_path = os.path.join(folder, ID_LIST) if folder else ""
+        if list_path and os.path.isfile(list_path):
+            lines = read_lines(list_path)
+            if rows is not None:
+                if len(lines) <= int(np.max(rows)):
+                    raise ValueError(f"{list_path}: {len(lines)} lines, but row "
+                                     f"{int(np.max(rows))} is needed")
+                lines = [lines[i] for i in rows]
+            return resolve_image_paths(image_dir, lines, list_path), ids_from_paths(lines), \
+                list_path
+    raise FileNotFoundError(f"raw-image mode (--image_dir={image_dir!r}) needs the row id list "
+                            f"{ID_LIST} (lines like images/im1.jpg) in --image_dir or --data_dir")
+
+
+def _maybe_vocab(data_dir, tag_dim):
+    path = os.path.join(data_dir, TAG_VOCAB) if data_dir else ""
+    if path and os.path.isfile(path):
+        vocab = read_tag_vocab(path)
+        if len(vocab) == tag_dim:
+            return vocab
+        warnings.warn(f"{path}: {len(vocab)} tags but the tag matrix has {tag_dim} columns; "
+                      "tag names not attached")
+    return None
+
+
+def _as_float(arr):
+    return arr if arr.dtype == np.float32 else arr.astype(np.float32)
+
+
+def _image_array(arr):
+    # Features become float32; raw pixel arrays (N, H, W, C) keep their dtype (memory).
+    return arr if arr.ndim == 4 else _as_float(arr)
+
+
+def _load_mirflickr730(data_dir, image_file, image_key, image_dir, validate):
+    from udsph_tf.data.splits import load_split_file
+    path = V.require_file(os.path.join(data_dir, MIRFLICKR730_FILE), "mirflickr730",
+                          hint="point --data_dir at the shared mirflickr25k folder")
+    with np.load(path, allow_pickle=False) as z:
+        need = ["feat_lite0_1280", "LAll", "YAll", "image_id", "row_in_20015"]
+        for key in need:
+            if key not in z.files:
+                raise V.missing_key(path, key, z.files)
+        arrays = {k: z[k] for k in need}
+    images, image_src = arrays["feat_lite0_1280"], V.where(path, "feat_lite0_1280")
+    image_paths, ids = None, arrays["image_id"].astype(np.int64)
+    if image_file:
+        images, image_src = read_array(image_file, image_key), V.where(image_file, image_key)
+    elif image_dir:
+        images = None
+        image_paths, path_ids, image_src = _image_dir_mode(image_dir, data_dir,
+                                                           rows=arrays["row_in_20015"])
+        if path_ids.dtype.kind == "i" and not np.array_equal(path_ids, ids):
+            raise ValueError(f"{image_src}: the lines at row_in_20015 of {path} do not name "
+                             "its image_id photos (a different id list?)")
+    if validate:
+        V.validate_arrays("mirflickr730", labels=arrays["LAll"], label_src=V.where(path, "LAll"),
+                          tags=arrays["YAll"], tag_src=V.where(path, "YAll"),
+                          images=images, image_src=image_src,
+                          num_paths=None if image_paths is None else len(image_paths),
+                          path_src=image_src)
+    split_path = os.path.join(data_dir, MIRFLICKR730_SPLIT)
+    split = load_split_file(split_path, len(ids)) if os.path.isfile(split_path) else None
+    if split is None:
+        warnings.warn(f"{split_path} not found: mirflickr730 falls back to a seeded split")
+    return CrossModalData(
+        name="mirflickr730", images=None if images is None else _image_array(images),
+        tags=_as_float(arrays["YAll"]), labels=_as_float(arrays["LAll"]), ids=ids,
+        image_paths=image_paths, tag_vocab=_maybe_vocab(data_dir, arrays["YAll"].shape[1]),
+        label_names=list(MIRFLICKR_LABELS), default_split=split)
+
+
+def load_dataset(name: str, data_dir: str = "", *, image_file: str = "", tag_file: str = "",
+                 label_file: str = "", image_key: str = "IAll", tag_key: str = "YAll",
+                 label_key: str = "LAll", image_dir: str = "",
+                 validate: bool = True) -> CrossModalData:
+    """Read a dataset by name (see DATASETS); file flags override the release layout.
+
+    The image side is, in order: --image_file (precomputed features or pixel arrays),
+    --image_dir (raw images named by img_database.txt), the release's image file.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {list(DATASETS)}")
+    if name == "default":
+        from udsph_tf.data.synthetic import generate_default
+        given = [f for f in (data_dir, image_file, tag_file, label_file, image_dir) if f]
+        if given:
+            warnings.warn(f"the default dataset is generated; ignoring {given} "
+                          "(use --dataset=custom to read your own files)")
+        return generate_default()
+    image_file = _in_dir(data_dir, image_file)
+    tag_file = _in_dir(data_dir, tag_file)
+    label_file = _in_dir(data_dir, label_file)
+    if name == "mirflickr730":
+        return _load_mirflickr730(data_dir, image_file, image_key, image_dir, validate)
+    if data_dir and not os.path.isdir(data_dir):
+        raise FileNotFoundError(f"{name}: --data_dir {data_dir!r} is not a folder")
+
+    sources = {}
+    for modality, given, key in (("labels", label_file, label_key), ("tags", tag_file, tag_key)):
+        if given:
+            sources[modality] = (V.require_file(given, f"{name} {modality} (--{modality[:-1]}"
+                                                "_file)"), key)
+        elif name == "custom":
+            raise ValueError(f"custom dataset: --{modality[:-1]}_file is required")
+        else:
+            found, tried = _find_in_layout(name, data_dir, modality, key)
+            if found is None:
+                raise FileNotFoundError(
+                    f"{name}: no {modality} file found; looked for {', '.join(tried)}. "
+                    f"Point --data_dir at the release or give --{modality[:-1]}_file")
+            sources[modality] = found
+
+    labels = read_array(*sources["labels"])
+    tags = read_array(*sources["tags"])
+    images, image_paths, ids, image_src = None, None, None, ""
+    if image_file:
+        images, image_src = read_array(image_file, image_key), V.where(image_file, image_key)
+    elif image_dir:
+        image_paths, ids, image_src = _image_dir_mode(image_dir, data_dir)
+    elif name != "custom":
+        found, tried = _find_in_layout(name, data_dir, "images", image_key)
+        if found is None:
+            raise FileNotFoundError(
+                f"{name}: no image side found; looked for {', '.join(tried)}. Give precomputed "
+                "image features with --image_file=FILE (.npy/.npz/.mat/.h5; --image_key=KEY "
+                "names the array), or raw images with --image_dir=DIR (row ids from "
+                f"{ID_LIST}, lines like images/im1.jpg)")
+        images, image_src = read_array(*found), V.where(*found)
+    else:
+        raise ValueError("custom dataset: give the image side with --image_file (features) "
+                         "or --image_dir (raw images listed in img_database.txt)")
+
+    if validate:
+        V.validate_arrays(name, labels=labels, label_src=V.where(*sources["labels"]),
+                          tags=tags, tag_src=V.where(*sources["tags"]),
+                          images=images, image_src=image_src,
+                          num_paths=None if image_paths is None else len(image_paths),
+                          path_src=image_src)
+    if ids is None:
+        list_path = os.path.join(data_dir, ID_LIST) if data_dir else ""
+        lines = read_lines(list_path) if list_path and os.path.isfile(list_path) else []
+        ids = ids_from_paths(lines) if len(lines) == len(labels) else \
+            np.arange(len(labels), dtype=np.int64)
+    return CrossModalData(
+        name=name, images=None if images is None else _image_array(images),
+        tags=_as_float(tags), labels=_as_float(labels), ids=ids, image_paths=image_paths,
+        tag_vocab=_maybe_vocab(data_dir, tags.shape[1]),
+        label_names=list(MIRFLICKR_LABELS) if name == "mirflickr" else None)
+
+
+def load_dataset_from_config(config) -> CrossModalData:
+    """load_dataset with the Config fields of the same names; --data_source=tfds reads a
+    built TFDS dataset instead (udsph_tf.data.tfds), so callers need one entry point."""
+    if getattr(config, "data_source", "raw") == "tfds":
+        from udsph_tf.data.tfds import load_tfds_from_config
+        return load_tfds_from_config(config)
+    return load_dataset(config.dataset, config.data_dir, image_file=config.image_file,
+                        tag_file=config.tag_file, label_file=config.label_file,
+                        image_key=config.image_key, tag_key=config.tag_key,
+                        label_key=config.label_key, image_dir=config.image_dir)
