@@ -74,6 +74,11 @@ class Config:
     lambda_lse: float = _field(6.0, "SCAN LogSumExp temperature lambda_2.")
     image_regions: int = _field(0, "Regions per image in the feature input; 0 = a global vector "
                                 "(one region).")
+    region_dim: int = _field(0, "Project image regions to this width before the attention; "
+                             "0 = pass the regions through unchanged.")
+    max_tokens: int = _field(32, "Word tokens per text for the attention (present tags, most "
+                             "weighted first).")
+    token_dim: int = _field(300, "Width of the tag embeddings used as word tokens.")
 
     # --- losses -----------------------------------------------------------------------------
     alpha: float = _field(1.0, "Weight of the pairwise likelihood on features.")
@@ -85,6 +90,10 @@ class Config:
     pairwise_form: str = _field("likelihood", "Pairwise term: the negative log-likelihood, or "
                                 "the squared error of SSAH's released code (option only).",
                                 ["likelihood", "ssah_squared"])
+    attention_theta_scale: float = _field(5.0, "Scale of the attention similarity A (a cosine "
+                                          "in [-1, 1]) inside the pairwise likelihood.")
+    attention_consistency: float = _field(1.0, "Weight of the term that keeps the code "
+                                          "similarity of an image/text pair consistent with A.")
 
     # --- schedule ---------------------------------------------------------------------------
     epochs: int = _field(20, "Epochs of the alternating schedule.")

@@ -1,0 +1,70 @@
+"""The UDSPH networks (one module each) and `build_models`, which makes them all from a Config."""
+
+import numpy as np
+
+from udsph_tf.models.attention import CrossModalAttention
+from udsph_tf.models.discriminator import Discriminator
+from udsph_tf.models.image_input import FeatureInput, make_image_input
+from udsph_tf.models.imgnet import ImgNet
+from udsph_tf.models.labnet import LabNet
+from udsph_tf.models.txtnet import TxtNet
+
+__all__ = ["LabNet", "ImgNet", "TxtNet", "Discriminator", "CrossModalAttention",
+           "FeatureInput", "make_image_input", "build_models", "MODEL_NAMES"]
+
+MODEL_NAMES = ("labnet", "imgnet", "txtnet", "disc_img", "disc_txt", "attention")
+
+# Defaults for settings the Config may not (yet) carry as fields.
+_DEFAULTS = {"max_tokens": 32, "token_dim": 300, "region_dim": 0}
+
+
+def _get(config, name):
+    return getattr(config, name, _DEFAULTS[name])
+
+
+def build_models(config, image_shape, tag_dim, num_labels):
+    """All networks of a run, built (variables created) by a call on a zero batch of 2.
+
+    image_shape: one image input without the batch axis, (D,) or (R, d) features or (H, W, 3)
+    raw images for a backbone. Returns {"labnet", "imgnet", "txtnet", "disc_img", "disc_txt",
+    "attention"}; labnet, the discriminators and attention are None when config.label_net,
+    config.adversarial or config.attention ("none") switch them off. The discriminators need
+    the label network (its features are their 'real' samples), so they are None without it.
+    """
+    image_shape = tuple(int(s) for s in image_shape)
+    tag_dim, num_labels = int(tag_dim), int(num_labels)
+    if tag_dim < 1 or num_labels < 1:
+        raise ValueError(f"tag_dim and num_labels must be positive, got {tag_dim}, {num_labels}")
+    region_dim = _get(config, "region_dim") or None
+    imgnet = ImgNet(config.bits, num_labels, hidden=config.imgnet_hidden,
+                    feature_dim=config.feature_dim, dropout=config.dropout,
+                    region_dim=region_dim, image_input=make_image_input(config, image_shape))
+    txtnet = TxtNet(tag_dim, config.bits, num_labels, hidden=config.txtnet_hidden,
+                    feature_dim=config.feature_dim, scales=tuple(config.txt_scale_list),
+                    max_tokens=_get(config, "max_tokens"), token_dim=_get(config, "token_dim"),
+                    dropout=config.dropout)
+    images = np.zeros((2,) + image_shape, np.float32)
+    tags = np.zeros((2, tag_dim), np.float32)
+    img_out, txt_out = imgnet(images), txtnet(tags)
+    models = {"labnet": None, "imgnet": imgnet, "txtnet": txtnet,
+              "disc_img": None, "disc_txt": None, "attention": None}
+    if config.label_net:
+        labnet = LabNet(num_labels, config.bits, hidden=config.labnet_hidden,
+                        feature_dim=config.feature_dim)
+        labnet(np.zeros((2, num_labels), np.float32))
+        models["labnet"] = labnet
+        if config.adversarial:
+            features = np.zeros((2, config.feature_dim), np.float32)
+            for name in ("disc_img", "disc_txt"):
+                disc = Discriminator(config.disc_hidden_list, name=name)
+                disc(features)
+                models[name] = disc
+    if config.attention != "none":
+        attention = CrossModalAttention(
+            img_out["regions"].shape[-1], txt_out["tokens"].shape[-1],
+            dim=config.attention_dim, lambda_softmax=config.lambda_softmax,
+            lambda_lse=config.lambda_lse, pool=config.attention_pool,
+            direction=config.attention_direction, name="attention")
+        attention(img_out["regions"], txt_out["tokens"], txt_out["token_mask"])
+        models["attention"] = attention
+    return models

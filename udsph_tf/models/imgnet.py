@@ -1,0 +1,47 @@
+"""ImgNet: image features (global or regions) -> semantic feature, hash code, labels, regions."""
+
+import keras
+
+from udsph_tf.models.image_input import FeatureInput
+from udsph_tf.models.labnet import HashAndLabelHeads
+
+
+class ImgNet(keras.Model):
+    """image -> (regions, pooled) -> hidden ReLU -> feature ReLU -> hash tanh, labels sigmoid.
+
+    `image_input` turns the input into regions (n, R, d) and a pooled vector (see
+    image_input.py); by default a FeatureInput built from the first call's feature shape, so
+    a (n, D) global vector (one region) and (n, R, d) region features both work.
+    `region_dim` None hands the input regions to the attention unchanged (the attention
+    projects them itself, as SCAN's image encoder does); an int adds a per-region ReLU layer of
+    that width owned by ImgNet.
+    """
+
+    def __init__(self, bits, num_labels, hidden=4096, feature_dim=512, dropout=0.0,
+                 region_dim=None, image_input=None, **kwargs):
+        kwargs.setdefault("name", "imgnet")
+        super().__init__(**kwargs)
+        self.bits, self.num_labels = int(bits), int(num_labels)
+        self.image_input = image_input
+        self.hidden = keras.layers.Dense(hidden, activation="relu", name="hidden")
+        self.dropout = keras.layers.Dropout(dropout) if dropout else None
+        self.feature = keras.layers.Dense(feature_dim, activation="relu", name="feature")
+        self.heads = HashAndLabelHeads(bits, num_labels, name="heads")
+        self.region_layer = (keras.layers.Dense(region_dim, activation="relu", name="regions")
+                             if region_dim else None)
+
+    def build(self, input_shape):
+        if self.image_input is None:
+            # Made at build time so ImgNet(bits, C) works on any precomputed feature shape.
+            self.image_input = FeatureInput(tuple(input_shape)[1:], name="image_input")
+
+    def call(self, images, training=False):
+        regions, pooled = self.image_input(images, training=training)
+        x = self.hidden(pooled)
+        if self.dropout is not None:
+            x = self.dropout(x, training=training)
+        x = self.feature(x)
+        hash_, label_pred = self.heads(x)
+        if self.region_layer is not None:
+            regions = self.region_layer(regions)
+        return {"feature": x, "hash": hash_, "label_pred": label_pred, "regions": regions}

@@ -1,0 +1,87 @@
+"""TxtNet: tag bag-of-words -> SSAH multi-scale fusion -> feature, hash code, labels, tag tokens."""
+
+import keras
+import tensorflow as tf
+
+from udsph_tf.models.labnet import HashAndLabelHeads
+
+
+class MultiScaleFusion(keras.layers.Layer):
+    """SSAH's multi-scale text fusion: (n, D) -> (n, D * (1 + len(scales))).
+
+    For each window w: average-pool the BoW with window and stride w ('valid', as SSAH), a 1x1
+    ReLU conv (one weight and bias per scale), and a bilinear resize back to D; the input and
+    every scale are stacked as channels and flattened, which is what SSAH's [1, D, 6, 4096]
+    'valid' conv sees. A window wider than the vocabulary is clamped to it, so small vocabularies
+    keep the same number of channels. (SSAH resized with TF1's corner-aligned-free default;
+    tf.image.resize uses half-pixel centres, a sub-bin shift of the interpolation grid.)
+    """
+
+    def __init__(self, vocab_size, scales=(50, 30, 15, 10, 5), **kwargs):
+        super().__init__(**kwargs)
+        self.vocab_size = int(vocab_size)
+        if any(int(s) < 1 for s in scales):
+            raise ValueError(f"txt scales must be positive pooling windows, got {scales}")
+        self.windows = [min(int(s), self.vocab_size) for s in scales]
+        self.pools = [keras.layers.AveragePooling1D(w, strides=w, padding="valid")
+                      for w in self.windows]
+        self.convs = [keras.layers.Conv1D(1, 1, activation="relu", name=f"scale{w}_{i}")
+                      for i, w in enumerate(self.windows)]
+
+    def call(self, bow):
+        x = bow[:, :, None]
+        channels = [x]
+        for pool, conv in zip(self.pools, self.convs):
+            y = conv(pool(x))                                     # (n, D // w, 1)
+            y = tf.image.resize(y[:, None, :, :], [1, self.vocab_size], method="bilinear")
+            channels.append(tf.cast(y[:, 0], x.dtype))            # (n, D, 1)
+        fused = tf.concat(channels, axis=-1)
+        return tf.reshape(fused, [-1, self.vocab_size * len(channels)])
+
+
+class TxtNet(keras.Model):
+    """BoW (n, D) -> fusion -> hidden ReLU -> feature ReLU -> hash tanh, labels; plus word tokens.
+
+    Tokens for the cross-modal attention: the text is the set of its tags, each a learned
+    embedding. The `max_tokens` largest BoW entries are taken (tf.math.top_k; equal values keep
+    the lower tag index first, so the choice is deterministic) and `token_mask` marks those that
+    are present (value > 0); masked tokens are zero vectors.
+    """
+
+    def __init__(self, vocab_size, bits, num_labels, hidden=4096, feature_dim=512,
+                 scales=(50, 30, 15, 10, 5), max_tokens=32, token_dim=300, dropout=0.0,
+                 **kwargs):
+        kwargs.setdefault("name", "txtnet")
+        super().__init__(**kwargs)
+        self.vocab_size, self.bits, self.num_labels = int(vocab_size), int(bits), int(num_labels)
+        if max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+        self.max_tokens = min(int(max_tokens), self.vocab_size)
+        self.fusion = MultiScaleFusion(vocab_size, scales, name="fusion") if scales else None
+        self.hidden = keras.layers.Dense(hidden, activation="relu", name="hidden")
+        self.dropout = keras.layers.Dropout(dropout) if dropout else None
+        self.feature = keras.layers.Dense(feature_dim, activation="relu", name="feature")
+        self.heads = HashAndLabelHeads(bits, num_labels, name="heads")
+        self.embedding = keras.layers.Embedding(vocab_size, token_dim, name="tag_embedding")
+
+    def tokens(self, bow):
+        """(tokens (n, M, token_dim), mask (n, M) bool) of the present tags."""
+        values, index = tf.math.top_k(bow, k=self.max_tokens, sorted=True)
+        mask = values > 0
+        tokens = self.embedding(index) * tf.cast(mask, self.compute_dtype)[:, :, None]
+        return tokens, mask
+
+    def call(self, bow, training=False):
+        bow = tf.cast(bow, self.compute_dtype)
+        if bow.shape[-1] != self.vocab_size:
+            raise ValueError(f"TxtNet expects a bag-of-words of width {self.vocab_size}, "
+                             f"got shape {bow.shape}")
+        x = self.fusion(bow) if self.fusion is not None else bow
+        x = self.hidden(x)
+        if self.dropout is not None:
+            x = self.dropout(x, training=training)
+        x = self.feature(x)
+        hash_, label_pred = self.heads(x)
+        tokens, mask = self.tokens(bow)
+        return {"feature": x, "hash": hash_, "label_pred": label_pred,
+                "tokens": tokens, "token_mask": mask}
