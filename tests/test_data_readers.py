@@ -244,3 +244,19 @@ def test_reading_data_does_not_import_tensorflow():
                          text=True, timeout=60, env=dict(os.environ, PYTHONPATH=root))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("layout", ["hwcn", "nchw"])
+def test_matlab_pixel_layouts_come_back_rows_first(tmp_path, layout):
+    # DCMH's mirflickr25k-iall.mat holds IAll as 224x224x3xN in MATLAB; channel-first writers
+    # give (N, 3, H, W). Both must load as (N, H, W, C), aligned with the labels.
+    n = 12
+    _, tags, labels = _toy(n)
+    pixels = np.random.default_rng(1).integers(0, 255, (n, 8, 8, 3), dtype=np.uint8)
+    stored = np.moveaxis(pixels, 0, -1) if layout == "hwcn" else pixels.transpose(0, 3, 1, 2)
+    write_mat_v5(str(tmp_path / "mirflickr25k-lall.mat"), {"LAll": labels})
+    write_mat_v5(str(tmp_path / "mirflickr25k-yall.mat"), {"YAll": tags})
+    write_mat73(str(tmp_path / "mirflickr25k-iall.mat"), {"IAll": stored})
+    data = load_dataset("mirflickr", str(tmp_path))
+    assert data.images.shape == (n, 8, 8, 3) and data.images.dtype == np.uint8
+    np.testing.assert_array_equal(data.images, pixels)

@@ -38,6 +38,8 @@ class Config:
     data_source: str = _field("raw", "Read the raw release files or a built TFDS dataset.",
                               ["raw", "tfds"])
     tfds_data_dir: str = _field("", "TFDS data_dir for --data_source=tfds.")
+    tfds_config: str = _field("", "TFDS builder config for --data_source=tfds; empty = the "
+                              "only one built, else the dataset's preferred one.")
     image_file: str = _field("", "custom/override: file holding the image side "
                              "(.mat v5/v7.3, .h5, .npz, .npy).")
     tag_file: str = _field("", "custom/override: file holding the tag bag-of-words.")

@@ -259,6 +259,18 @@ def _as_float(arr):
     return arr if arr.dtype == np.float32 else arr.astype(np.float32)
 
 
+def _rows_first(images, num_rows):
+    """Raw pixel arrays arrive as (H, W, C, N) from DCMH's MATLAB IAll (224x224x3xN) and as
+    (N, C, H, W) from channel-first writers; the rest of the code wants (N, H, W, C)."""
+    if images is None or images.ndim != 4:
+        return images
+    if images.shape[0] != num_rows and images.shape[-1] == num_rows:
+        images = np.moveaxis(images, -1, 0)
+    if images.shape[1] in (1, 3) and images.shape[-1] not in (1, 3):
+        images = np.transpose(images, (0, 2, 3, 1))
+    return np.ascontiguousarray(images)
+
+
 def _image_array(arr):
     # Features become float32; raw pixel arrays (N, H, W, C) keep their dtype (memory).
     return arr if arr.ndim == 4 else _as_float(arr)
@@ -285,6 +297,7 @@ def _load_mirflickr730(data_dir, image_file, image_key, image_dir, validate):
         if path_ids.dtype.kind == "i" and not np.array_equal(path_ids, ids):
             raise ValueError(f"{image_src}: the lines at row_in_20015 of {path} do not name "
                              "its image_id photos (a different id list?)")
+    images = _rows_first(images, len(arrays["LAll"]))
     if validate:
         V.validate_arrays("mirflickr730", labels=arrays["LAll"], label_src=V.where(path, "LAll"),
                           tags=arrays["YAll"], tag_src=V.where(path, "YAll"),
@@ -363,6 +376,7 @@ def load_dataset(name: str, data_dir: str = "", *, image_file: str = "", tag_fil
         raise ValueError("custom dataset: give the image side with --image_file (features) "
                          "or --image_dir (raw images listed in img_database.txt)")
 
+    images = _rows_first(images, len(labels))
     if validate:
         V.validate_arrays(name, labels=labels, label_src=V.where(*sources["labels"]),
                           tags=tags, tag_src=V.where(*sources["tags"]),
