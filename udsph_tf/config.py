@@ -121,8 +121,10 @@ class Config:
     query_image_row: int = _field(-1, "search: row id of an image-feature query (image->text).")
     query_image_file: str = _field("", "search: an image file as the query (image->text).")
     top_k: int = _field(10, "search: number of results.")
-    search_backend: str = _field("auto", "Hamming search backend: numpy, faiss, or auto "
-                                 "(faiss where installed).", ["auto", "numpy", "faiss"])
+    search_backend: str = _field("auto", "Hamming search backend: numpy (exact), faiss (exact "
+                                 "IndexBinaryFlat), faiss_hnsw (approximate), or auto (= numpy, "
+                                 "measured within 2x of FAISS; bench/bench_search.py).",
+                                 ["auto", "numpy", "faiss", "faiss_hnsw"])
 
     # --- images / backbones -----------------------------------------------------------------
     backbone: str = _field("features", "Image input: precomputed features, or a CNN on raw "
