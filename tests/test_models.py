@@ -286,6 +286,16 @@ def test_build_models_full():
     assert models["attention"](img["regions"], txt["tokens"], txt["token_mask"]).shape == (3, 4)
 
 
+def test_checkpoint_reaches_every_variable_of_every_network():
+    # tf.train.Checkpoint does not traverse layers held in plain Python lists inside Keras 3
+    # layers; such weights would silently restore as random values after a resume or export.
+    models = build_models(_small_config(image_regions=3), (3, 10), 20, LABELS)
+    checkpoint = tf.train.Checkpoint(**{name: m for name, m in models.items()})
+    reachable = {id(t) for t in tf.train.TrackableView(checkpoint).descendants()}
+    missing = [v.path for m in models.values() for v in m.variables if id(v) not in reachable]
+    assert missing == []
+
+
 @pytest.mark.parametrize("changes,none", [
     ({"label_net": False}, {"labnet", "disc_img", "disc_txt"}),
     ({"adversarial": False}, {"disc_img", "disc_txt"}),

@@ -14,6 +14,9 @@ class Discriminator(keras.Model):
         super().__init__(**kwargs)
         self.hidden_layers = [keras.layers.Dense(int(h), activation="relu", name=f"hidden{i}")
                               for i, h in enumerate(hidden)]
+        # tf.train.Checkpoint does not look inside Keras 3 lists: name each layer as well.
+        for i, layer in enumerate(self.hidden_layers):
+            setattr(self, f"hidden{i}", layer)
         # float32 logits under mixed precision: the cross-entropy saturates early in float16.
         self.logit = keras.layers.Dense(1, dtype="float32", name="logit")
 

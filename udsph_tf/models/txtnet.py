@@ -27,6 +27,9 @@ class MultiScaleFusion(keras.layers.Layer):
                       for w in self.windows]
         self.convs = [keras.layers.Conv1D(1, 1, activation="relu", name=f"scale{w}_{i}")
                       for i, w in enumerate(self.windows)]
+        # tf.train.Checkpoint does not look inside Keras 3 lists: name each conv as well.
+        for i, conv in enumerate(self.convs):
+            setattr(self, f"scale_conv{i}", conv)
 
     def call(self, bow):
         x = bow[:, :, None]

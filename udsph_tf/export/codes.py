@@ -1,0 +1,126 @@
+"""Encoders of a trained run (checkpoint or export) and the code databases they build."""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from udsph_tf.export import layout
+from udsph_tf.export.encoders import numpy_codes
+from udsph_tf.export.exporter import IMAGE_ENCODER, TEXT_ENCODER
+
+ENCODE_BATCH = 1024
+MODALITIES = ("image", "text")
+
+
+class RunEncoders:
+    """hash outputs of both modalities from in-process Keras models (restored checkpoint)."""
+
+    def __init__(self, imgnet, txtnet, source):
+        self.models = {"image": imgnet, "text": txtnet}
+        self.source = source  # recorded as the CodeDatabase's model_version
+        self._fns = {}
+
+    def _fn(self, modality):
+        if modality not in self._fns:
+            model = self.models[modality]
+            # reduce_retracing: the last, shorter batch must not trace a second graph.
+            self._fns[modality] = tf.function(lambda x: model(x, training=False)["hash"],
+                                              reduce_retracing=True)
+        return self._fns[modality]
+
+    def hash(self, modality, x):
+        _check_modality(modality)
+        fn = self._fn(modality)
+        return _batched(lambda b: fn(tf.constant(b, tf.float32)).numpy(), x)
+
+
+class SavedModelEncoders:
+    """hash outputs from the exported encoder SavedModels (what TF Serving would answer)."""
+
+    def __init__(self, image_dir, text_dir):
+        self.dirs = {"image": image_dir, "text": text_dir}
+        self.inputs = {"image": "image_features", "text": "tags"}
+        self._sigs = {}
+        self.source = f"saved_model:{os.path.normpath(image_dir)}"
+
+    def hash(self, modality, x):
+        _check_modality(modality)
+        if modality not in self._sigs:
+            self._sigs[modality] = tf.saved_model.load(
+                self.dirs[modality]).signatures["serving_default"]
+        sig, name = self._sigs[modality], self.inputs[modality]
+        return _batched(lambda b: sig(**{name: tf.constant(b, tf.float32)})["hash"].numpy(), x)
+
+
+def _check_modality(modality):
+    if modality not in MODALITIES:
+        raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+
+
+def _batched(fn, x):
+    x = np.asarray(x, np.float32)
+    if len(x) == 0:
+        raise ValueError("nothing to encode: 0 rows")
+    return np.concatenate([fn(x[i:i + ENCODE_BATCH]) for i in range(0, len(x), ENCODE_BATCH)])
+
+
+def latest_export(export_dir, run_name, version=0):
+    """(image_encoder dir, text_encoder dir, version) of an export, or None when absent."""
+    run_dir = os.path.join(export_dir, run_name)
+    versions = set(layout.existing_versions(os.path.join(run_dir, IMAGE_ENCODER)))
+    versions &= set(layout.existing_versions(os.path.join(run_dir, TEXT_ENCODER)))
+    if version:
+        if version not in versions:
+            raise FileNotFoundError(f"export version {version} of run {run_name!r} not found "
+                                    f"under {run_dir} (have {sorted(versions)})")
+    elif not versions:
+        return None
+    else:
+        version = max(versions)
+    return (os.path.join(run_dir, IMAGE_ENCODER, str(version)),
+            os.path.join(run_dir, TEXT_ENCODER, str(version)), version)
+
+
+def modality_inputs(data, modality, rows):
+    if modality == "image":
+        if data.images is None:
+            raise ValueError(f"{data.name}: no image features to encode (raw-image mode); "
+                             "extract features first (--mode=extract)")
+        return data.images[rows]
+    return data.tags[rows]
+
+
+def database_ids(data, rows):
+    """Item ids of `rows` as CodeDatabase stores them (integers, or unicode strings)."""
+    ids = np.asarray(data.ids)[rows]
+    return ids.astype(str) if ids.dtype == object else ids
+
+
+def build_database(encoders, data, rows, modality, run_name):
+    """CodeDatabase of `modality` codes for data rows `rows` (ids and labels carried along)."""
+    from udsph_tf.retrieval import CodeDatabase
+    rows = np.asarray(rows, np.int64)
+    hashes = encoders.hash(modality, modality_inputs(data, modality, rows))
+    return CodeDatabase.from_codes(numpy_codes(hashes), ids=database_ids(data, rows),
+                                   labels=np.asarray(data.labels)[rows],
+                                   model_version=str(encoders.source), run_name=run_name,
+                                   modality=modality)
+
+
+def cached_database(path, encoders, data, rows, modality, run_name, bits):
+    """Load the database at `path` if it came from the same encoders and rows, else rebuild it."""
+    from udsph_tf.retrieval import CodeDatabase
+    rows = np.asarray(rows, np.int64)
+    if os.path.exists(path):
+        try:
+            db = CodeDatabase.load(path)
+        except ValueError:
+            db = None  # corrupt or foreign: rebuilt below
+        if (db is not None and db.model_version == str(encoders.source) and db.bits == bits
+                and db.modality == modality and len(db) == len(rows)
+                and np.array_equal(db.ids, database_ids(data, rows))):
+            return db, True
+    db = build_database(encoders, data, rows, modality, run_name)
+    db.save(path)
+    return db, False

@@ -1,0 +1,92 @@
+"""The export/<run>/<model>/<version>/ layout: version numbers and atomic SavedModel writes."""
+
+import json
+import os
+import shutil
+import tempfile
+
+import tensorflow as tf
+
+METADATA_FILE = "udsph_export.json"  # beside the warm-up file in assets.extra/
+
+
+def run_name_of(config):
+    name = config.run_name or os.path.basename(os.path.normpath(config.workdir))
+    if not name or name in (".", ".."):
+        raise ValueError(f"cannot derive a run name from --workdir={config.workdir!r}; "
+                         "give --run_name")
+    return name
+
+
+def existing_versions(base_path):
+    """Integer version folders under a model's base path (what TF Serving would consider)."""
+    if not os.path.isdir(base_path):
+        return []
+    return sorted(int(d) for d in os.listdir(base_path)
+                  if d.isdigit() and os.path.isdir(os.path.join(base_path, d)))
+
+
+def choose_version(run_dir, model_names, requested=0):
+    """`requested` if > 0 (refusing to overwrite), else one more than the highest version of
+    any model of the run, so the models exported together share a version number."""
+    if requested < 0:
+        raise ValueError(f"--export_version must be >= 0, got {requested}")
+    taken = {name: existing_versions(os.path.join(run_dir, name)) for name in model_names}
+    if requested:
+        clash = [name for name, versions in taken.items() if requested in versions]
+        if clash:
+            raise ValueError(f"version {requested} already exists for {clash} under "
+                             f"{run_dir}; choose another --export_version or 0 for the next")
+        return requested
+    return 1 + max((max(v) for v in taken.values() if v), default=0)
+
+
+def save_atomically(module, signatures, target_dir, extra_files=None):
+    """tf.saved_model.save into a hidden sibling, then rename into place.
+
+    TF Serving polls the base path and loads any new integer folder: a half-written version
+    must never appear under its final name. `extra_files` {name: writer(dir)} add files to
+    assets.extra/ before the rename.
+    """
+    if os.path.exists(target_dir):
+        raise FileExistsError(f"{target_dir} already exists; SavedModel versions are immutable")
+    parent = os.path.dirname(target_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
+    try:
+        tf.saved_model.save(module, tmp, signatures=signatures)
+        for write in (extra_files or {}).values():
+            write(tmp)
+        os.rename(tmp, target_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target_dir
+
+
+def write_metadata(saved_model_dir, metadata):
+    extra = os.path.join(saved_model_dir, "assets.extra")
+    os.makedirs(extra, exist_ok=True)
+    path = os.path.join(extra, METADATA_FILE)
+    atomic_write_text(path, json.dumps(metadata, indent=2, sort_keys=True, default=str) + "\n")
+    return path
+
+
+def read_metadata(saved_model_dir):
+    path = os.path.join(saved_model_dir, "assets.extra", METADATA_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: not a udsph-tf export")
+    with open(path) as f:
+        return json.load(f)
+
+
+def atomic_write_text(path, text):
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path) or ".")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,199 @@
+"""`main.py --mode=search`: encode one query, rank the other modality's database (Hamming).
+
+    python main.py --mode=search --workdir=runs/r1 --query_tags=sky,clouds    # text -> image
+    python main.py --mode=search --workdir=runs/r1 --query_image_row=17       # image -> text
+    python main.py --mode=search --workdir=runs/r1 --query_image_file=p.jpg \
+        --backbone=efficientnet_lite0
+
+This module stays importable without TensorFlow: everything that runs an encoder (udsph_tf.export)
+is imported inside the functions.
+"""
+
+import dataclasses
+import difflib
+import os
+import sys
+
+import numpy as np
+
+from udsph_tf.retrieval.packing import pack_codes
+
+MAX_TAGS_SHOWN = 8
+
+
+@dataclasses.dataclass
+class SearchResult:
+    direction: str             # "text->image" or "image->text"
+    query: str                 # what the query was, for the printout
+    ids: np.ndarray            # (k,) database ids, best first
+    positions: np.ndarray      # (k,) positions in the database
+    distances: np.ndarray      # (k,) Hamming distances
+    labels: list               # per result: label names (or indices) of the item
+    code_source: str           # which encoders made the codes (export version or checkpoint)
+    backend: str
+    database_size: int
+
+
+def _query_mode(config):
+    given = [name for name, on in (("--query_tags", bool(config.query_tags)),
+                                   ("--query_image_row", config.query_image_row >= 0),
+                                   ("--query_image_file", bool(config.query_image_file))) if on]
+    if len(given) != 1:
+        raise ValueError("--mode=search needs exactly one query: --query_tags=sky,clouds "
+                         "(text->image), --query_image_row=N or --query_image_file=photo.jpg "
+                         f"(image->text); got {given or 'none'}")
+    return given[0]
+
+
+def tags_to_bow(query_tags, vocab, tag_dim):
+    """Comma-separated tag names -> (1, tag_dim) 0/1 bag-of-words over `vocab`."""
+    if not vocab:
+        raise ValueError("this dataset has no tag vocabulary (common_tags.txt in --data_dir), "
+                         "so --query_tags cannot be mapped to bag-of-words columns")
+    if len(vocab) != tag_dim:
+        raise ValueError(f"tag vocabulary has {len(vocab)} names but the tag input has "
+                         f"{tag_dim} columns")
+    words = [w.strip() for w in query_tags.split(",") if w.strip()]
+    if not words:
+        raise ValueError(f"--query_tags={query_tags!r} holds no tag")
+    column = {t: j for j, t in enumerate(vocab)}
+    lower = {t.lower(): j for j, t in enumerate(vocab)}
+    bow = np.zeros((1, tag_dim), np.float32)
+    unknown = []
+    for w in words:
+        j = column.get(w, lower.get(w.lower()))
+        if j is None:
+            unknown.append(w)
+        else:
+            bow[0, j] = 1.0
+    if unknown:
+        hints = []
+        for w in unknown:
+            close = difflib.get_close_matches(w.lower(), list(lower), n=5, cutoff=0.6)
+            hints.append(f"{w!r} (close: {', '.join(close)})" if close
+                         else f"{w!r} (no close match)")
+        raise ValueError(f"unknown tag(s) in --query_tags: {'; '.join(hints)}. The vocabulary "
+                         f"has {len(vocab)} tags, e.g. {', '.join(vocab[:5])}")
+    return bow, words
+
+
+def image_file_features(config, path, feature_shape):
+    """Global features of one photo from the raw-image backbone --backbone (the extractor of
+    the run's training features), checked against the run's image input shape."""
+    if config.backbone == "features":
+        raise ValueError(
+            f"--query_image_file={path}: the run was trained on precomputed image features, so "
+            "a photo must first go through the same CNN: pass --backbone=efficientnet_lite0 "
+            "(the extractor of mirflickr730's features) or the backbone your --image_file "
+            "features came from (see --mode=extract)")
+    from udsph_tf.data import images as image_data
+    from udsph_tf.models.backbones import build_backbone
+    backbone = build_backbone(config.backbone, config.backbone_weights)
+    batch = image_data.load_image(path, image_data.ImageSpec(**backbone.preprocessing))
+    features = backbone.model(batch, training=False)["global"].numpy().astype(np.float32)
+    if tuple(features.shape[1:]) != tuple(feature_shape):
+        raise ValueError(f"--backbone={config.backbone} gives {features.shape[1:]} features but "
+                         f"the run's image input is {tuple(feature_shape)}: use the backbone "
+                         "that made the training features")
+    return features
+
+
+def _encoders_and_databases(config, run_cfg, data, split, run_name):
+    """Exported encoders + their databases when the run was exported, else the checkpoint's
+    encoders with databases cached in the workdir. Returns (encoders, db_dir)."""
+    from udsph_tf import export
+    found = export.latest_export(config.export_dir, run_name, config.export_version)
+    if found is not None:
+        image_dir, text_dir, version = found
+        db_dir = os.path.join(config.export_dir, run_name, "databases", f"v{version}")
+        encoders = export.SavedModelEncoders(image_dir, text_dir)
+        encoders.source = str(version)  # the databases' model_version, as exported
+        encoders.description = f"exported version {version} ({os.path.dirname(image_dir)})"
+        return encoders, db_dir
+    run = export.load_run(run_cfg, data, split)
+    return run.encoders(), os.path.join(run_cfg.workdir, "codes")
+
+
+def search(config, data=None, split=None, out=None):
+    """Run one query and print the ranked database items; returns a SearchResult."""
+    from udsph_tf import export
+    from udsph_tf.config import Config, replace
+    out = out or sys.stdout
+    mode = _query_mode(config)
+    if config.top_k < 1:
+        raise ValueError(f"--top_k must be >= 1, got {config.top_k}")
+    # --backbone here names the photo's feature extractor, never the run's network input.
+    run_cfg = export.run_config(replace(config, backbone=Config().backbone))
+    if data is None or split is None:
+        from udsph_tf.data import load_dataset_from_config, split_from_config
+        data = data if data is not None else load_dataset_from_config(run_cfg)
+        split = split if split is not None else split_from_config(run_cfg, data)
+    if data.images is None:
+        raise ValueError(f"{data.name}: search needs image features (raw-image mode: run "
+                         "--mode=extract first)")
+    run_name = export.run_name_of(run_cfg)
+    encoders, db_dir = _encoders_and_databases(config, run_cfg, data, split, run_name)
+    rows = split.database_idx
+
+    if mode == "--query_tags":
+        x, words = tags_to_bow(config.query_tags, data.tag_vocab, data.tag_dim)
+        query_modality, db_modality, query = "text", "image", "tags " + ", ".join(words)
+    elif mode == "--query_image_row":
+        n = data.num_items
+        if config.query_image_row >= n:
+            raise ValueError(f"--query_image_row={config.query_image_row} is out of range: "
+                             f"{data.name} has {n} rows (0..{n - 1})")
+        x = data.images[config.query_image_row:config.query_image_row + 1]
+        where = "a query item" if config.query_image_row in set(split.query_idx.tolist()) \
+            else "not a query item"
+        query_modality, db_modality = "image", "text"
+        own = _label_names(data.labels[config.query_image_row], data.label_names)
+        query = f"image row {config.query_image_row} (id {data.ids[config.query_image_row]}, " \
+                f"{where}; labels {', '.join(own) or '-'})"
+    else:
+        x = image_file_features(config, config.query_image_file, data.images.shape[1:])
+        query_modality, db_modality = "image", "text"
+        query = f"image file {config.query_image_file}"
+
+    db, _ = export.cached_database(os.path.join(db_dir, f"{db_modality}.npz"), encoders, data,
+                                   rows, db_modality, run_name, run_cfg.bits)
+    hashes = encoders.hash(query_modality, x)
+    q_packed = pack_codes(np.where(hashes >= 0, 1, -1).astype(np.int8))
+    index = db.index(backend=config.search_backend)
+    positions, distances = index.search(q_packed, config.top_k)
+    positions, distances = positions[0], distances[0]
+    result = SearchResult(
+        direction=f"{query_modality}->{db_modality}", query=query, ids=db.ids[positions],
+        positions=positions, distances=distances,
+        labels=[_label_names(db.labels[p], data.label_names) if db.labels is not None else []
+                for p in positions],
+        code_source=getattr(encoders, "description", encoders.source), backend=index.backend,
+        database_size=len(db))
+    _print(result, data, rows, db_modality, run_cfg.bits, out)
+    return result
+
+
+def _label_names(row, names):
+    on = np.flatnonzero(np.asarray(row) > 0)
+    return [names[j] if names else str(j) for j in on]
+
+
+def _print(result, data, rows, db_modality, bits, out):
+    print(f"{result.direction} search for {result.query}: top {len(result.ids)} of "
+          f"{result.database_size} database {db_modality}s (Hamming distance, {bits} bits; "
+          f"codes from {result.code_source}; backend {result.backend})", file=out)
+    header = f"{'rank':>4}  {'id':>10}  {'dist':>4}  labels"
+    if db_modality == "text" and data.tag_vocab:
+        header += "  |  tags"
+    print(header, file=out)
+    for rank, (item_id, pos, dist, labels) in enumerate(
+            zip(result.ids, result.positions, result.distances, result.labels), start=1):
+        line = f"{rank:>4}  {str(item_id):>10}  {int(dist):>4}  {', '.join(labels) or '-'}"
+        if db_modality == "text" and data.tag_vocab:
+            on = np.flatnonzero(data.tags[rows[pos]] > 0)
+            shown = [data.tag_vocab[j] for j in on[:MAX_TAGS_SHOWN]]
+            more = f" (+{len(on) - MAX_TAGS_SHOWN})" if len(on) > MAX_TAGS_SHOWN else ""
+            line += f"  |  {' '.join(shown)}{more}"
+        elif db_modality == "image" and data.image_paths is not None:
+            line += f"  |  {data.image_paths[rows[pos]]}"
+        print(line, file=out)
