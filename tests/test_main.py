@@ -1,0 +1,111 @@
+"""main.py end to end in subprocesses: train/eval modes, SIGKILL-and-resume, real MIRFlickr labels."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+# Small networks and splits of the embedded default data: seconds per epoch.
+SMALL = ["--bits=8", "--feature_dim=16", "--labnet_hidden=32", "--imgnet_hidden=32",
+         "--txtnet_hidden=32", "--txt_scales=5", "--disc_hidden=16", "--attention_dim=8",
+         "--batch_size=32", "--num_query=64", "--num_train=256", "--num_val=64",
+         "--noprogress", "--verbosity=-1"]
+
+
+def _env():
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO))
+    env.pop("TF_CONFIG", None)
+    return env
+
+
+def _main(*args, check=True, timeout=300):
+    proc = subprocess.run([sys.executable, str(REPO / "main.py"), *args], cwd=REPO, env=_env(),
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"main.py {args} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def _metrics(workdir):
+    with open(os.path.join(workdir, "metrics.json")) as f:
+        return json.load(f)
+
+
+@pytest.mark.slow
+def test_eval_mode_without_a_trained_run_names_the_problem(tmp_path):
+    proc = _main("--mode=eval", f"--workdir={tmp_path}", *SMALL, check=False)
+    assert proc.returncode != 0
+    assert "no selected checkpoint" in proc.stderr
+
+
+@pytest.mark.slow
+def test_train_then_eval_mode(tmp_path):
+    proc = _main(f"--workdir={tmp_path}", "--epochs=2", *SMALL)
+    assert "test MAP@all (8 bits" in proc.stdout and "chance" in proc.stdout
+    m = _metrics(tmp_path)
+    assert m["test"]["split"] == "query" and m["test"]["n_queries"] == 64
+    first = (m["test"]["map_i2t"], m["test"]["map_t2i"])
+    proc = _main("--mode=eval", f"--workdir={tmp_path}", "--epochs=2", *SMALL)
+    m2 = _metrics(tmp_path)
+    assert (m2["test"]["map_i2t"], m2["test"]["map_t2i"]) == first
+
+
+def _checkpoint_arrays(workdir):
+    import tensorflow as tf
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(os.path.join(workdir, "ckpt")))
+    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+            if "save_counter" not in k}
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
+    args = ["--epochs=2", "--deterministic", "--keep_checkpoints=5", *SMALL]
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    _main(f"--workdir={ref}", *args)
+    proc = subprocess.Popen([sys.executable, str(REPO / "main.py"), f"--workdir={cut}", *args],
+                            cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    index = cut / "ckpt" / "checkpoint"
+    deadline = time.time() + 240
+    try:
+        while not index.exists():  # the first checkpoint: end of epoch 1
+            assert proc.poll() is None, "the run ended before its first checkpoint"
+            assert time.time() < deadline, "no checkpoint within 240 s"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (cut / "metrics.json").exists()
+    resumed = _main(f"--workdir={cut}", *args)
+    assert "resuming from" in resumed.stderr
+    a, b = _checkpoint_arrays(ref), _checkpoint_arrays(cut)
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    ma, mb = _metrics(ref), _metrics(cut)
+    for key in ("map_i2t", "map_t2i", "map_i2t_expected", "map_t2i_expected", "selected_epoch"):
+        assert ma["test"][key] == mb["test"][key], key
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_mirflickr_with_real_labels_and_tags_and_a_feature_file(tmp_path, mirflickr_dir):
+    features = np.random.default_rng(0).random((20015, 64), dtype=np.float32)
+    np.save(tmp_path / "feat.npy", features)
+    proc = _main("--dataset=mirflickr", "--bits=32", f"--data_dir={mirflickr_dir}",
+                 f"--image_file={tmp_path / 'feat.npy'}", f"--workdir={tmp_path / 'run'}",
+                 "--epochs=1", "--feature_dim=16", "--labnet_hidden=32", "--imgnet_hidden=32",
+                 "--txtnet_hidden=32", "--disc_hidden=16", "--attention_dim=8",
+                 "--batch_size=128", "--num_train=256", "--num_val=64", "--noprogress",
+                 "--verbosity=-1", timeout=600)
+    assert "test MAP@all (32 bits, 2000 queries" in proc.stdout
+    m = _metrics(tmp_path / "run")
+    assert m["dataset"] == "mirflickr" and m["split_sizes"]["database"] == 18015

@@ -1,0 +1,147 @@
+"""The training loop end to end on tiny generated data: outputs, selection, resume, NaN stop."""
+
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from udsph_tf.training import Trainer, TrainingDiverged, evaluate, train_and_evaluate
+from udsph_tf.training.progress import Progress
+from udsph_tf.training.summaries import Summaries
+from udsph_tf.training.testing import shared_strategy, tiny_config, tiny_data, tiny_split
+
+
+def _run(workdir, **changes):
+    config = tiny_config(workdir, **changes)
+    return train_and_evaluate(config, strategy=shared_strategy(1), data=tiny_data(),
+                              split=tiny_split())
+
+
+def _checkpoint_values(prefix):
+    reader = tf.train.load_checkpoint(prefix)
+    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+            if "save_counter" not in k}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("run")
+    return workdir, _run(workdir, epochs=3)
+
+
+def test_run_writes_metrics_plots_checkpoints_and_summaries(finished_run):
+    workdir, metrics = finished_run
+    with open(workdir / "metrics.json") as f:
+        on_disk = json.load(f)
+    t = on_disk["test"]
+    assert t["split"] == "query" and t["n_queries"] == 16
+    assert on_disk["selection"]["split"] == "val" and 1 <= on_disk["selection"]["best_epoch"] <= 3
+    assert on_disk["split_seed"] == 0 and on_disk["bits"] == 8
+    for key in ("map_i2t", "map_t2i", "map_i2t_expected", "map_t2i_expected"):
+        assert 0.0 <= t[key] <= 1.0
+        assert t[key] == pytest.approx(metrics["test"][key])
+    assert set(t["distinct_codes"]) == {"image_query", "text_query", "image_database",
+                                        "text_database"}
+    assert "label_base_rate" in on_disk["chance"]
+    assert len(on_disk["history"]) == 3 and all("val" in h for h in on_disk["history"])
+    for name in ("curves_i2t_pr.png", "curves_i2t_precision_at_n.png",
+                 "curves_t2i_pr.png", "curves_t2i_precision_at_n.png"):
+        assert (workdir / name).stat().st_size > 1000, name
+    assert tf.train.latest_checkpoint(str(workdir / "ckpt"))
+    assert tf.train.latest_checkpoint(str(workdir / "best"))
+    train_events = glob.glob(str(workdir / "train" / "events.out.tfevents.*"))
+    eval_events = glob.glob(str(workdir / "eval" / "events.out.tfevents.*"))
+    assert train_events and eval_events
+    tags = set()
+    plugins = set()
+    for path in train_events + eval_events:
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for v in event.summary.value:
+                tags.add(v.tag)
+                plugins.add(v.metadata.plugin_data.plugin_name)
+    for tag in ("loss/labnet/total", "loss/imgnet/adversarial", "loss/txtnet/attention",
+                "loss/disc/total", "learning_rate/imgnet", "val/map_i2t", "test/map_t2i",
+                "pr_curve/i2t", "codes/image_bit_balance"):
+        assert tag in tags, tag
+    assert {"pr_curves", "hparams", "scalars", "histograms"} <= plugins
+
+
+def test_eval_mode_reproduces_the_test_figures(finished_run):
+    workdir, metrics = finished_run
+    again = evaluate(tiny_config(workdir, epochs=3), strategy=shared_strategy(1),
+                     data=tiny_data(), split=tiny_split())
+    assert again["test"]["map_i2t"] == pytest.approx(metrics["test"]["map_i2t"])
+    assert again["test"]["map_t2i"] == pytest.approx(metrics["test"]["map_t2i"])
+    assert again["test"]["selected_epoch"] == metrics["test"]["selected_epoch"]
+
+
+def test_eval_without_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no selected checkpoint"):
+        evaluate(tiny_config(tmp_path), strategy=shared_strategy(1), data=tiny_data(),
+                 split=tiny_split())
+
+
+@pytest.mark.slow
+def test_resume_in_two_sessions_equals_one_session(tmp_path):
+    """Train 1 epoch, stop, continue to 2 in a new Trainer: same weights as 2 epochs at once."""
+    full = _run(tmp_path / "full", epochs=2, deterministic=True)
+    _run(tmp_path / "split", epochs=1, deterministic=True)
+    resumed = _run(tmp_path / "split", epochs=2, deterministic=True)
+    a = _checkpoint_values(tf.train.latest_checkpoint(str(tmp_path / "full" / "ckpt")))
+    b = _checkpoint_values(tf.train.latest_checkpoint(str(tmp_path / "split" / "ckpt")))
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert full["test"]["map_i2t"] == resumed["test"]["map_i2t"]
+    assert full["test"]["map_t2i"] == resumed["test"]["map_t2i"]
+
+
+def _checkpoint_only(workdir, **changes):
+    """A saved, untrained run state (cheaper than training an epoch to get a checkpoint)."""
+    t = Trainer(tiny_config(workdir, **changes), strategy=shared_strategy(1), data=tiny_data(),
+                split=tiny_split(seed=changes.get("split_seed", 0)))
+    t._fill_buffers()
+    t.ckpt.save_latest()
+
+
+def test_nan_loss_stops_with_network_and_step_and_keeps_checkpoint(tmp_path):
+    _checkpoint_only(tmp_path)
+    before = tf.train.latest_checkpoint(str(tmp_path / "ckpt"))
+    with pytest.raises(TrainingDiverged, match=r"imgnet loss is not finite at step \d+") as err:
+        # An absurd rate blows ImgNet up in its first epoch; LabNet/discriminators stay sane.
+        _run(tmp_path, epochs=1, lr_img=1e30)
+    assert before in str(err.value)
+    assert tf.train.latest_checkpoint(str(tmp_path / "ckpt")) == before
+
+
+def test_mismatched_split_seed_refuses_to_resume(tmp_path):
+    _checkpoint_only(tmp_path)
+    config = tiny_config(tmp_path, epochs=2)
+    with pytest.raises(ValueError, match="split seed"):
+        train_and_evaluate(config, strategy=shared_strategy(1), data=tiny_data(),
+                           split=tiny_split(seed=5))
+
+
+def test_summaries_reject_bad_pr_counts_and_non_chief_writes_nothing(tmp_path):
+    s = Summaries(str(tmp_path / "chief"))
+    with pytest.raises(ValueError, match="pr_curve"):
+        s.pr_curve("eval", "x", [1, 2], [1], [1, 2], [1, 2], step=0)
+    with pytest.raises(ValueError, match="unknown summary split"):
+        s.scalars("test", {"a": 1.0}, 0)
+    quiet = Summaries(str(tmp_path / "worker"), enabled=False)
+    quiet.scalars("train", {"a": 1.0}, 0)
+    assert not os.path.exists(tmp_path / "worker")
+
+
+def test_progress_bar_shows_count_and_eta():
+    import io
+    stream = io.StringIO()
+    bar = Progress(4, "epoch 1/2", stream=stream, min_interval=0)
+    bar.update(1, loss=0.5)
+    bar.update(1)
+    text = stream.getvalue()
+    assert "1/4" in text and "2/4" in text and "loss=0.5" in text and "<" in text
+    bar.close()

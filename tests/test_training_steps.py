@@ -1,0 +1,169 @@
+"""The distributed steps: replica equivalence, gradient routing, buffer updates, loss scaling."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from udsph_tf.training.schedule import epoch_phases, learning_rate, data_seed
+from udsph_tf.training.steps import scale_to_global
+from udsph_tf.training.testing import shared_strategy, tiny_config, tiny_data, tiny_split
+from udsph_tf.training.trainer import Trainer
+
+GLOBAL_BATCH = 16
+
+
+def _cpus():
+    return [d.name for d in tf.config.list_logical_devices("CPU")]
+
+
+def _needs_two_devices():
+    if len(_cpus()) < 2:
+        pytest.skip("needs two logical CPU devices (tests/conftest.py sets them up)")
+
+
+def _trainer(tmp_path, devices, fill=True, **changes):
+    config = tiny_config(tmp_path, batch_size=GLOBAL_BATCH, **changes)
+    strategy = shared_strategy(len(devices))
+    trainer = Trainer(config, strategy=strategy, data=tiny_data(), split=tiny_split())
+    if fill:
+        trainer._fill_buffers()
+    return trainer
+
+
+def _batch(trainer, rows):
+    d = trainer.train_data
+    return {"images": d.images[rows], "tags": d.tags[rows].astype(np.float32),
+            "labels": d.labels[rows], "index": rows.astype(np.int64)}
+
+
+def _distribute(strategy, batch):
+    n = strategy.num_replicas_in_sync
+    per = len(batch["index"]) // n
+
+    def value_fn(ctx):
+        i = ctx.replica_id_in_sync_group
+        return {k: tf.constant(v[i * per:(i + 1) * per]) for k, v in batch.items()}
+
+    return strategy.experimental_distribute_values_from_function(value_fn)
+
+
+def _state(trainer):
+    out = {}
+    for name, model in trainer.models.items():
+        if model is not None:
+            for v in model.weights:
+                out[f"{name}/{v.path}"] = v.numpy()
+    for name, v in trainer.buffers.items():
+        out[f"buffer/{name}"] = v.numpy()
+    return out
+
+
+@pytest.mark.parametrize("variant", [
+    {}, pytest.param({"attention": "none"}, marks=pytest.mark.slow),
+    pytest.param({"label_net": False, "adversarial": False}, marks=pytest.mark.slow)])
+def test_two_replicas_match_one_device(tmp_path, variant):
+    _needs_two_devices()
+    one = _trainer(tmp_path / "one", _cpus()[:1], fill=False, **variant)
+    two = _trainer(tmp_path / "two", _cpus()[:2], fill=False, **variant)
+    # Same initial weights in both (set explicitly, not left to the seed).
+    for name, model in one.models.items():
+        if model is not None:
+            two.models[name].set_weights(model.get_weights())
+    one._fill_buffers()
+    two._fill_buffers()  # again: from the copied weights
+    initial = _state(one)
+    rows = np.random.default_rng(1).permutation(one.n_train)[:GLOBAL_BATCH]
+    batch = _batch(one, rows)
+    for net in one.networks:
+        logs1 = one.steps.step(net)(_distribute(one.strategy, batch))
+        logs2 = two.steps.step(net)(_distribute(two.strategy, batch))
+        for k in logs1:
+            np.testing.assert_allclose(float(logs1[k]), float(logs2[k]), rtol=1e-5, atol=1e-6,
+                                       err_msg=f"{net} logged {k}")
+    s1, s2 = _state(one), _state(two)
+    assert s1.keys() == s2.keys()
+    for k in s1:
+        # Adam's first step is lr * g / (|g| + eps): for a near-zero gradient entry float
+        # rounding between the two reduction orders moves it by up to ~lr, hence atol 0.1 * lr.
+        np.testing.assert_allclose(s1[k], s2[k], rtol=1e-4, atol=1e-4, err_msg=k)
+    # The steps did something: every active network moved (not two untouched models).
+    for net in one.networks:
+        prefixes = ("disc_img/", "disc_txt/") if net == "disc" else (f"{net}/",)
+        assert any(not np.array_equal(initial[k], s1[k]) for k in s1 if k.startswith(prefixes)), net
+
+
+def test_generator_gradient_reaches_only_modality_network(tmp_path):
+    t = _trainer(tmp_path, _cpus()[:1], attention="none")
+    from udsph_tf import losses as L
+    rows = np.arange(GLOBAL_BATCH)
+    b = _batch(t, rows)
+    for net, x, disc in (("imgnet", b["images"], "disc_img"), ("txtnet", b["tags"], "disc_txt")):
+        with tf.GradientTape(persistent=True) as tape:
+            out = t.models[net](tf.constant(x), training=True)
+            adv = tf.reduce_mean(L.generator_adversarial(t.models[disc](out["feature"])))
+        g_net = tape.gradient(adv, t.models[net].trainable_variables)
+        assert any(g is not None and float(tf.reduce_sum(tf.abs(g))) > 0 for g in g_net), net
+    # And the modality step leaves the discriminators (and LabNet) untouched.
+    before = {k: v for k, v in _state(t).items() if k.startswith(("disc_", "labnet/"))}
+    for net in ("imgnet", "txtnet"):
+        t.steps.step(net)(_distribute(t.strategy, b))
+    after = _state(t)
+    for k, v in before.items():
+        np.testing.assert_array_equal(v, after[k], err_msg=f"{k} changed in a modality step")
+
+
+def test_modality_step_adversarial_term_changes_imgnet_update(tmp_path):
+    """delta (adversarial weight) changes ImgNet's update: the gradient really flows there."""
+    rows = np.arange(GLOBAL_BATCH)
+    results = []
+    for delta in (0.0, 10.0):
+        t = _trainer(tmp_path / f"d{delta}", _cpus()[:1], delta=delta, attention="none")
+        if results:
+            for name, model in t.models.items():
+                if model is not None:
+                    model.set_weights(results[0][1][name])
+            t._fill_buffers()
+        init = {n: m.get_weights() for n, m in t.models.items() if m is not None}
+        t.steps.step("imgnet")(_distribute(t.strategy, _batch(t, rows)))
+        results.append((t.models["imgnet"].get_weights(), init))
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(results[0][0], results[1][0]))
+    assert diff > 1e-7
+
+
+def test_buffers_updated_at_batch_rows_only(tmp_path):
+    t = _trainer(tmp_path, _cpus()[:1])
+    t.buffers["lab_H"].assign(np.full(t.buffers["lab_H"].shape, 7.0, np.float32))
+    before = t.buffers["lab_H"].numpy().copy()
+    rows = np.arange(3, 3 + GLOBAL_BATCH)
+    # The step writes the outputs it computed, i.e. those of the network before its update.
+    expected = t.models["labnet"](tf.constant(t.train_data.labels[rows], tf.float32))["hash"]
+    t.steps.step("labnet")(_distribute(t.strategy, _batch(t, rows)))
+    after = t.buffers["lab_H"].numpy()
+    others = np.setdiff1d(np.arange(t.n_train), rows)
+    np.testing.assert_array_equal(before[others], after[others])
+    np.testing.assert_allclose(after[rows], expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_scale_to_global_divides_by_global_batch():
+    per_anchor = tf.constant([1.0, 2.0, 3.0, 4.0])
+    assert float(scale_to_global(per_anchor, 8)) == pytest.approx(10.0 / 8)
+
+
+def test_schedule_order_rates_and_seeds(tmp_path):
+    c = tiny_config(tmp_path, lab_passes=2, disc_passes=1, img_passes=1, txt_passes=3,
+                    lr_img=1e-2, lr_decay=0.5)
+    assert [p.network for p in epoch_phases(c)] == ["labnet", "labnet", "disc", "imgnet",
+                                                    "txtnet", "txtnet", "txtnet"]
+    assert learning_rate(c, "imgnet", 2) == pytest.approx(2.5e-3)
+    dcmh = tiny_config(tmp_path, label_net=False, adversarial=False)
+    assert [p.network for p in epoch_phases(dcmh)] == ["imgnet", "txtnet"]
+    with pytest.raises(ValueError, match="adversarial"):
+        epoch_phases(tiny_config(tmp_path, label_net=False, adversarial=True))
+    with pytest.raises(ValueError, match="passes"):
+        epoch_phases(tiny_config(tmp_path, img_passes=-1))
+    assert data_seed(0, 1, 2) == data_seed(0, 1, 2) != data_seed(0, 2, 2)
+
+
+def test_bad_batch_size_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="exceeds"):
+        Trainer(tiny_config(tmp_path, batch_size=1000), data=tiny_data(), split=tiny_split())

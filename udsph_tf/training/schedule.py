@@ -1,0 +1,51 @@
+"""SSAH's alternating per-epoch schedule: which network trains, how often, at what rate."""
+
+import dataclasses
+
+NETWORKS = ("labnet", "disc", "imgnet", "txtnet")
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    network: str      # one of NETWORKS
+    pass_index: int   # 0-based pass over the training set within the epoch
+
+
+def active_networks(config):
+    """Networks trained under this config (DCMH-like: no label net, no discriminators)."""
+    nets = []
+    if config.label_net:
+        nets.append("labnet")
+    if config.adversarial:
+        if not config.label_net:
+            # The discriminators' "real" side is LabNet's features; without it there is none.
+            raise ValueError("--adversarial needs --label_net (the discriminators compare "
+                             "modality features with LabNet's); use --noadversarial")
+        nets.append("disc")
+    return nets + ["imgnet", "txtnet"]
+
+
+def epoch_phases(config):
+    """The ordered passes of one epoch: LabNet, discriminators, ImgNet, TxtNet (SSAH)."""
+    passes = {"labnet": config.lab_passes, "disc": config.disc_passes,
+              "imgnet": config.img_passes, "txtnet": config.txt_passes}
+    for name, n in passes.items():
+        if n < 0:
+            raise ValueError(f"{name} passes must be >= 0, got {n}")
+    return [Phase(net, p) for net in active_networks(config) for p in range(passes[net])]
+
+
+def base_learning_rates(config):
+    return {"labnet": config.lr_lab, "disc": config.lr_disc,
+            "imgnet": config.lr_img, "txtnet": config.lr_txt}
+
+
+def learning_rate(config, network, epoch):
+    """Per-network rate for a 0-based epoch: base * lr_decay ** epoch."""
+    return base_learning_rates(config)[network] * (config.lr_decay ** epoch)
+
+
+def data_seed(seed, epoch, phase_number):
+    """Shuffle seed of one pass, derived only from the run seed and the position in the
+    schedule, so a resumed epoch replays exactly the batches of an uninterrupted run."""
+    return (seed * 1_000_003 + epoch * 1_009 + phase_number) % (2 ** 31 - 1)

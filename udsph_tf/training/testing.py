@@ -1,0 +1,55 @@
+"""Tiny generated runs for tests and benchmarks of the training loop (no files, seconds to train)."""
+
+import numpy as np
+
+from udsph_tf.config import Config, replace
+from udsph_tf.data.types import CrossModalData, Split
+
+
+def tiny_data(n=96, image_dim=16, tag_dim=24, num_labels=5, seed=0):
+    """Image features and tag BoWs that both depend on random labels, so hashing can learn."""
+    rng = np.random.default_rng(seed)
+    labels = (rng.random((n, num_labels)) < 0.3).astype(np.uint8)
+    labels[labels.sum(1) == 0, rng.integers(0, num_labels)] = 1
+    img_proj = rng.normal(size=(num_labels, image_dim))
+    images = (labels @ img_proj + 0.3 * rng.normal(size=(n, image_dim))).astype(np.float32)
+    tag_proj = rng.random((num_labels, tag_dim)) < 0.25
+    tags = ((labels @ tag_proj + (rng.random((n, tag_dim)) < 0.05)) > 0).astype(np.float32)
+    return CrossModalData(name="tiny", images=images, tags=tags, labels=labels,
+                          ids=np.arange(n))
+
+
+def tiny_split(n=96, num_query=16, num_val=16, seed=0):
+    perm = np.random.default_rng(seed).permutation(n)
+    query, database = perm[:num_query], perm[num_query:]
+    return Split(query_idx=query, database_idx=database, train_idx=database[num_val:],
+                 val_idx=database[:num_val], seed=seed).check(n)
+
+
+def tiny_config(workdir, **changes):
+    """Small widths and few steps; every change on top is a Config field."""
+    base = Config(workdir=str(workdir), bits=8, feature_dim=16, labnet_hidden=32,
+                  imgnet_hidden=32, txtnet_hidden=32, txt_scales="5,3", disc_hidden="16",
+                  attention_dim=8, epochs=2, batch_size=16, lr_lab=1e-3, lr_img=1e-3,
+                  lr_txt=1e-3, lr_disc=1e-3, progress=False, keep_checkpoints=2)
+    if hasattr(base, "token_dim"):
+        changes.setdefault("token_dim", 8)
+    return replace(base, **changes)
+
+
+_STRATEGIES = {}
+
+
+def shared_strategy(num_replicas):
+    """One MirroredStrategy per replica count for the whole process.
+
+    Separate strategies on the same devices restart their collective instance keys and then
+    clash in all_gather ("Collective instance N expected type ..."), so tests share them.
+    """
+    import tensorflow as tf
+    if num_replicas not in _STRATEGIES:
+        devices = [d.name for d in tf.config.list_logical_devices("CPU")][:num_replicas]
+        if len(devices) < num_replicas:
+            raise ValueError(f"{num_replicas} replicas asked, {len(devices)} CPU devices exist")
+        _STRATEGIES[num_replicas] = tf.distribute.MirroredStrategy(devices)
+    return _STRATEGIES[num_replicas]
