@@ -162,5 +162,5 @@ def test_labnet_and_modality_loss_weighted_sums():
 
 
 def test_loss_weights_from_config():
-    w = losses.LossWeights.from_config(replace(Config(), alpha=0.5, mu=0.1))
-    assert (w.alpha, w.gamma, w.mu) == (0.5, 1.0, 0.1)
+    w = losses.LossWeights.from_config(replace(Config(), alpha=0.5, gamma=2.0, mu=0.1))
+    assert (w.alpha, w.gamma, w.mu) == (0.5, 2.0, 0.1)

@@ -84,7 +84,12 @@ class Config:
 
     # --- losses -----------------------------------------------------------------------------
     alpha: float = _field(1.0, "Weight of the pairwise likelihood on features.")
-    gamma: float = _field(1.0, "Weight of the pairwise likelihood on hash outputs.")
+    gamma: float = _field(30.0, "Weight of the pairwise likelihood on hash outputs. 30, not 1: "
+                          "our losses average this term over the N buffer columns (SSAH sums "
+                          "it), which made its gradient ~6-15x smaller than the quantisation's "
+                          "and the adversary's; at gamma=1 the codes followed B instead of the "
+                          "similarities and the default run's text codes collapsed "
+                          "(docs/training.md, tests/test_code_collapse.py).")
     beta: float = _field(1.0, "Weight of the quantisation loss ||B - H||^2.")
     eta: float = _field(1.0, "Weight of the label-prediction loss.")
     delta: float = _field(1.0, "Weight of the adversarial (generator) loss.")
@@ -98,7 +103,10 @@ class Config:
                                           "similarity of an image/text pair consistent with A.")
 
     # --- schedule ---------------------------------------------------------------------------
-    epochs: int = _field(20, "Epochs of the alternating schedule.")
+    epochs: int = _field(6, "Epochs of the alternating schedule. 6 (SSAH ran more) so that "
+                         "`python main.py` (embedded data, SSAH widths, ~16-40 s an epoch on a "
+                         "shared 2-core CPU) ends in a few minutes; its validation MAP was still "
+                         "rising at 6 (docs/training.md). Dataset flagfiles set their own.")
     batch_size: int = _field(128, "Global batch size (split over replicas).")
     lab_passes: int = _field(1, "Passes over the training set for LabNet per epoch.")
     disc_passes: int = _field(1, "Passes for the discriminators per epoch.")
