@@ -27,10 +27,9 @@ def run(tmp_path_factory):
     """A few training steps on the embedded default data; flags recorded in metrics.json."""
     root = tmp_path_factory.mktemp("search")
     workdir = str(root / "tinyrun")
-    # txt_scales="": TxtNet's multi-scale fusion convs are not in the trainer's checkpoint yet
-    # (held in a Python list, invisible to tf.train), which export refuses; see test_export.
+    # tiny_config keeps the multi-scale fusion, so export proves its convs are checkpointed.
     config = tiny_config(workdir, dataset="default", num_query=40, num_train=64, num_val=32,
-                         batch_size=32, epochs=1, num_replicas=1, bits=16, txt_scales="")
+                         batch_size=32, epochs=1, num_replicas=1, bits=16)
     train_and_evaluate(config)
     # What a user types afterwards: only the workdir and the mode's own flags.
     base = Config(workdir=workdir, export_dir=str(root / "export"), top_k=10)

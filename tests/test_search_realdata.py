@@ -18,9 +18,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 def run730(mirflickr_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("real730")
     workdir = str(root / "mf730")
-    # txt_scales="": see tests/test_search.py (fusion convs missing from checkpoints).
     config = tiny_config(workdir, dataset="mirflickr730", data_dir=str(mirflickr_dir),
-                         bits=16, batch_size=64, epochs=1, num_replicas=1, txt_scales="")
+                         bits=16, batch_size=64, epochs=1, num_replicas=1)
     train_and_evaluate(config)
     return Config(workdir=workdir, export_dir=str(root / "export"), top_k=5), mirflickr_dir
 
