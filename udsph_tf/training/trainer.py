@@ -20,6 +20,7 @@ from udsph_tf.training.strategy import is_chief, make_strategy, worker_dir
 from udsph_tf.training.summaries import Summaries
 
 ENCODE_BATCH = 1024
+RAW_ENCODE_BATCH = 32  # a CNN on 1024 photos at once would need GBs of activations
 SELECTION_RULE = ("validation queries (split.val_idx, carved from the training side) against "
                   "the database minus the validation items; score = mean of MAP I->T and T->I "
                   "(index-ordered ties)")
@@ -65,7 +66,7 @@ class Trainer:
     """Everything one run needs. `data`/`split`/`strategy` may be given (tests); by default they
     come from the config (udsph_tf.data) and the environment (TF_CONFIG, local devices)."""
 
-    def __init__(self, config, strategy=None, data=None, split=None):
+    def __init__(self, config, strategy=None, data=None, split=None, image_size=None):
         self.config = config
         if config.deterministic:
             tf.config.experimental.enable_op_determinism()
@@ -76,10 +77,13 @@ class Trainer:
             from udsph_tf.data import load_dataset_from_config, split_from_config
             data = data if data is not None else load_dataset_from_config(config)
             split = split if split is not None else split_from_config(config, data)
-        self.data, self.split = data, split
+        self.raw = None
         if data.images is None:
-            raise ValueError(f"{data.name}: training needs image features (data.images); "
-                             "raw-image mode is not supported by the trainer yet")
+            # Raw-image mode: photos decoded once into memory (or frozen-backbone outputs).
+            from udsph_tf.training.raw_images import prepare_raw_images
+            data, split, self.raw = prepare_raw_images(config, data, split, image_size,
+                                                       progress=config.progress)
+        self.data, self.split = data, split
         self.train_data = data.subset(split.train_idx)
         self.n_train = len(split.train_idx)
         self.global_batch_size = config.batch_size
@@ -111,7 +115,11 @@ class Trainer:
         c, d = self.config, self.train_data
         image_shape = tuple(d.images.shape[1:])
         with self.strategy.scope():
-            models = build_models(c, image_shape, d.tag_dim, d.num_labels)
+            if self.raw is not None and self.raw.cached:
+                from udsph_tf.training.raw_images import build_cached_models
+                models = build_cached_models(c, self.raw, d.tag_dim, d.num_labels)
+            else:
+                models = build_models(c, image_shape, d.tag_dim, d.num_labels)
             self.models = {k: v for k, v in models.items()}
             self.optimizers = {}
             for net in self.networks:
@@ -145,8 +153,11 @@ class Trainer:
     def _forward_all(self, net, x):
         fwd = self._forward_fn(net)
         feats, hashes = [], []
-        for i in range(0, len(x), ENCODE_BATCH):
-            f, h = fwd(tf.constant(x[i:i + ENCODE_BATCH], tf.float32))
+        step, prep = ENCODE_BATCH, (lambda b: tf.constant(b, tf.float32))
+        if net == "imgnet" and self.raw is not None:  # pixels: normalise, small batches
+            step, prep = RAW_ENCODE_BATCH, self.raw.transform(augment=False)
+        for i in range(0, len(x), step):
+            f, h = fwd(prep(x[i:i + step]))
             feats.append(f.numpy())
             hashes.append(h.numpy())
         return np.concatenate(feats), np.concatenate(hashes)
@@ -184,7 +195,19 @@ class Trainer:
         arrays = {k: v for k, v in arrays.items() if k in ("images", "tags", "labels")}
         fn = make_dataset_fn(arrays, self.global_batch_size, shuffle=True, seed=seed,
                              repeat=False, drop_remainder=True)
+        if self.raw is not None:
+            fn = self._raw_batches(fn, seed)
         return self.strategy.distribute_datasets_from_function(fn)
+
+    def _raw_batches(self, fn, seed):
+        """Normalise raw pixels per training batch (+ --augment, stateless from seed, row)."""
+        transform = self.raw.transform(augment=self.config.augment)
+
+        def prepare(batch):
+            seeds = tf.stack([tf.fill(tf.shape(batch["index"]), tf.cast(seed, tf.int64)),
+                              tf.cast(batch["index"], tf.int64)], axis=1)
+            return {**batch, "images": transform(batch["images"], seeds)}
+        return lambda ctx=None: fn(ctx).map(prepare)
 
     def set_learning_rates(self, epoch):
         rates = {}
