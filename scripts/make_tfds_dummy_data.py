@@ -1,6 +1,9 @@
-"""Write the small fake release files the TFDS builder tests read (udsph_tf/data/tfds/dummy_data).
+"""Write the small fake release files the TFDS builder tests read (generated, never committed).
 
-    python scripts/make_tfds_dummy_data.py            # rewrites the committed dummy_data/
+    python scripts/make_tfds_dummy_data.py --out /tmp/dummy_data   # the tests call write_all()
+
+They carry the real releases' file names, so they are made at test time rather than committed
+(a committed copy would look like a copy of ../shared/data).
 
 Deterministic (fixed seeds), so rerunning it gives the same arrays. The layouts follow the real
 releases (MATLAB v5 and v7.3 files, id/text lists, photo folders, COCO JSON) at a few dozen rows.
@@ -17,7 +20,6 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
-ROOT = pathlib.Path(__file__).resolve().parents[1] / "udsph_tf" / "data" / "tfds" / "dummy_data"
 MIR_ROWS = 30
 NUS_ROWS = 30
 NUS_ORIGINAL_ROWS = 36
@@ -195,11 +197,9 @@ def make_coco(out: pathlib.Path):
             {"info": info, "images": images, "annotations": caps}))
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(ROOT))
-    args = parser.parse_args()
-    root = pathlib.Path(args.out)
+def write_all(root):
+    """Write the three fake releases under `root` (one folder per builder); returns `root`."""
+    root = pathlib.Path(root)
     for name, fn in (("mirflickr25k", make_mirflickr), ("nus_wide", make_nuswide),
                      ("coco_multilabel", make_coco)):
         out = root / name
@@ -209,6 +209,13 @@ def main():
         fn(out)
         size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
         print(f"{out}: {sum(1 for p in out.rglob('*') if p.is_file())} files, {size / 1e3:.0f} kB")
+    return root
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True)
+    write_all(parser.parse_args().out)
 
 
 if __name__ == "__main__":

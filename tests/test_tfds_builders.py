@@ -7,9 +7,10 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from udsph_tf.data.splits import make_split
+from tfds_dummy import tfds_dummy_data  # tests/ is on sys.path (rootdir conftest)
 from udsph_tf.data.tfds import CocoMultilabel, Mirflickr25k, NusWide
 
-DUMMY = pathlib.Path(__file__).resolve().parents[1] / "udsph_tf" / "data" / "tfds" / "dummy_data"
+DUMMY = tfds_dummy_data()
 
 
 def expected_splits(num_items, dataset_name, seed=0):

@@ -13,9 +13,10 @@ from udsph_tf.config import Config
 from udsph_tf.data.readers import load_dataset
 from udsph_tf.data.splits import make_split
 from udsph_tf.data import tfds as udsph_tfds
+from tfds_dummy import tfds_dummy_data  # tests/ is on sys.path (rootdir conftest)
 from udsph_tf.data.tfds import common
 
-DUMMY = pathlib.Path(__file__).resolve().parents[1] / "udsph_tf" / "data" / "tfds" / "dummy_data"
+DUMMY = tfds_dummy_data()
 MIR = DUMMY / "mirflickr25k"
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*cannot hold the standard:UserWarning")
