@@ -1,4 +1,4 @@
-"""TFDS's own builder checks (tfds.testing.DatasetBuilderTestCase) on the committed dummy_data."""
+"""TFDS's own builder checks (tfds.testing.DatasetBuilderTestCase) on fake releases generated at test time (tests/tfds_dummy.py)."""
 
 import pathlib
 import warnings
