@@ -9,8 +9,8 @@ The reference is timed on every query at MIRFlickr scale and on a subset at NUS-
 a separate untimed run with tracemalloc (numpy reports its buffers to it).
 
     python bench/bench_map.py [--repeats 3] [--ref-queries-nus 105] [--threads N]
-    python bench/bench_map.py --budgets 2 8 32 128   # chunk memory budget sweep (MiB), no reference
-    python bench/bench_map.py --stages               # CPU ns per (query, item) of each step
+    python bench/bench_map.py --budgets 2 4 8 16 32  # chunk memory budget sweep (MiB), no reference
+    python bench/bench_map.py --stages               # ns per (query, item) of each step
 """
 
 import argparse
@@ -100,7 +100,7 @@ def main():
     p.add_argument("--budgets", type=float, nargs="+", default=None,
                    help="instead of the table: time ties='index' at 32 bits per budget (MiB)")
     p.add_argument("--stages", action="store_true",
-                   help="instead of the table: CPU time per step of the ties='index' path")
+                   help="instead of the table: time per step of the ties='index' path")
     a = p.parse_args()
     ref = load_reference()
     rng = np.random.default_rng(0)
@@ -157,51 +157,45 @@ def budget_sweep(a, pool, rng, threads, scales):
 
 
 def stage_profile(a, pool, rng, scales):
-    """The steps of ranking._work (ties='index'), re-run one by one on one thread with CPU
-    timers, to show where the time goes; the last line is the ties='expected' step, for contrast."""
-    from udsph_tf.evaluation.ranking import _Buffers, _fill_chunk
-    clock = time.process_time
-    names = ["fill (xor/popcount/and/key)", "argsort (radix)", "take keys",
-             "bucket edges + &1", "flatnonzero", "AP sum", "(sort key: expected path)"]
+    """The steps of ranking._work (ties='index'), re-run one by one on one thread with
+    perf_counter around each step, to show where the time goes (ns per query x item)."""
+    from udsph_tf.evaluation.ranking import _Buffers, _counting_sort, _fill_chunk
+    clock = time.perf_counter
+    names = ["fill (xor/popcount/and/group)", "counting sort (C, one per chunk)",
+             "flatnonzero", "histograms", "AP sums (per query)"]
     for scale in a.scales:
         nq, nd = scales[scale]
         for bits in a.bits:
             q, d, ql, dl = make_case(rng, pool, nq, nd, bits)
             qs, db = PackedSet(q, ql), PackedSet(d, dl)
-            rows = chunk_size(db)
+            rows, nb = chunk_size(db, DEFAULT_MEMORY_BUDGET / default_num_threads()), bits + 1
             buf = _Buffers(rows, db)
-            starts = np.arange(0, 2 * bits + 3, 2, dtype=buf.key.dtype)
-            rank = np.arange(1, nd + 1, dtype=np.float64)
-            ranked_buf = np.zeros(nd + 1, buf.key.dtype)
-            ranked, flags, quotient = ranked_buf[1:], ranked_buf.view(bool), np.empty(nd)
+            so_far, ranks = np.arange(1, nd + 1, dtype=np.float64), np.empty(nd)
             spent = np.zeros(len(names))
             for i0 in range(0, nq, rows):
                 i1 = min(nq, i0 + rows)
+                c = i1 - i0
                 t = [clock()]
-                dist, rel, key = _fill_chunk(qs, db, i0, i1, buf)
+                group, rel = _fill_chunk(qs, db, i0, i1, buf)
                 t.append(clock())
-                spent[0] += t[1] - t[0]
-                for r in range(i1 - i0):
-                    t = [clock()]
-                    order = np.argsort(dist[r], kind="stable")
-                    t.append(clock())
-                    np.take(key[r], order, out=ranked)
-                    t.append(clock())
-                    np.searchsorted(ranked, starts)
-                    ranked &= 1
-                    t.append(clock())
-                    ranks = np.flatnonzero(flags)
-                    t.append(clock())
-                    np.divide(rank[:ranks.size], ranks, out=quotient[:ranks.size]).sum()
-                    t.append(clock())
-                    np.sort(key[r], kind="stable")
-                    t.append(clock())
-                    spent[1:] += np.diff(t)
+                starts, ranked = _counting_sort(group, rel, c * nb, buf)
+                t.append(clock())
+                hits = np.flatnonzero(ranked)
+                t.append(clock())
+                rel_starts = np.searchsorted(hits, starts)
+                np.diff(starts), np.diff(rel_starts)
+                t.append(clock())
+                for r in range(c):
+                    lo, hi = rel_starts[r * nb], rel_starts[(r + 1) * nb]
+                    rk = np.subtract(hits[lo:hi], r * nd - 1, out=ranks[:hi - lo])
+                    np.divide(so_far[:hi - lo], rk).sum()
+                t.append(clock())
+                spent += np.diff(t)
             per_cell = spent / (nq * nd) * 1e9
-            print(f"{scale} {bits} bits, chunk {rows}: CPU ns per (query, item), one thread")
+            print(f"{scale} {bits} bits, chunk {rows}: ns per (query, item), one thread")
             for name, ns in zip(names, per_cell):
-                print(f"  {name:30} {ns:6.2f}")
-            print(f"  {'total, ties=index':30} {per_cell[:6].sum():6.2f}", flush=True)
+                print(f"  {name:34} {ns:6.2f}")
+            print(f"  {'total':34} {per_cell.sum():6.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -236,6 +236,41 @@ def test_threads_do_not_change_results():
         one["map_expected"]
 
 
+def test_counting_sort_is_a_stable_sort_by_group(monkeypatch):
+    """The chunk's one sort (scipy's C COO->CSR pass, or the numpy fallback) keeps database
+    order inside each group: group starts and relevance in sorted order equal np.argsort's."""
+    from udsph_tf.evaluation import ranking
+    rng = np.random.default_rng(3)
+    rows, n, nb = 5, 700, 9
+    db = ranking.PackedSet(np.where(rng.random((n, nb - 1)) < 0.5, 1, -1),
+                           rng.random((n, 3)) < 0.5)
+    group = (rng.integers(0, nb, (rows, n)) + np.arange(rows)[:, None] * nb).astype(np.int32)
+    rel = rng.random((rows, n)) < 0.4
+    order = np.argsort(group.ravel(), kind="stable")
+    want_starts = np.concatenate([[0], np.cumsum(np.bincount(group.ravel(),
+                                                             minlength=rows * nb))])
+    for sorter in (ranking._coo_tocsr, None):
+        if sorter is None:
+            monkeypatch.setattr(ranking, "_coo_tocsr", None)
+        starts, ranked = ranking._counting_sort(group, rel, rows * nb,
+                                                ranking._Buffers(rows, db))
+        assert np.array_equal(starts, want_starts)
+        assert np.array_equal(ranked, rel.ravel()[order])
+
+
+def test_numpy_fallback_sort_gives_the_same_metrics(ref, monkeypatch):
+    from udsph_tf.evaluation import ranking
+    rng = np.random.default_rng(8)
+    q, d, ql, dl = _random_case(rng, 30, 500, 16)
+    fast = evaluate_retrieval(q, d, ql, dl, top_k=25)
+    monkeypatch.setattr(ranking, "_coo_tocsr", None)
+    slow = evaluate_retrieval(q, d, ql, dl, top_k=25)
+    for key in ("map_index", "map_expected", "map_at_k"):
+        assert fast[key] == slow[key]
+    assert slow["map_index"] == pytest.approx(ref.mean_average_precision(q, d, ql, dl),
+                                              abs=1e-12)
+
+
 def test_real_mirflickr_labels_agree_with_reference(ref, mirflickr_dir):
     from scipy.io import loadmat
     labels = loadmat(str(mirflickr_dir / "mirflickr25k-lall.mat"))["LAll"]

@@ -2,15 +2,22 @@
 
 import concurrent.futures
 import os
+import queue
 
 import numpy as np
 
 from udsph_tf.evaluation.codes import pack_bits
 
-# Bytes for the per-chunk query x database buffers of all threads together. Small on purpose:
-# chunks that stay in cache cost less CPU than large ones (bench/bench_map.py --budgets: 2 MiB
-# was the best of 1..128 MiB at MIRFlickr scale; at NUS-WIDE scale a chunk is one query anyway).
-DEFAULT_MEMORY_BUDGET = 2 * 2**20
+try:  # the C counting sort behind scipy.sparse COO->CSR (scipy is pinned in setup.cfg)
+    from scipy.sparse._sparsetools import coo_tocsr as _coo_tocsr
+except ImportError:  # pragma: no cover - another scipy layout: the numpy fallback below
+    _coo_tocsr = None
+
+# Bytes for the per-chunk query x database buffers of all threads together (12-16 bytes per
+# query x item). `python bench/bench_map.py --budgets 2 4 8 16 32`: 4-8 MiB (9-19 queries per
+# chunk and thread at MIRFlickr scale) were the fastest, within the machine's noise; smaller
+# chunks pay more Python calls per item, larger ones leave the cache.
+DEFAULT_MEMORY_BUDGET = 8 * 2**20
 
 
 def harmonic_numbers(n):
@@ -32,15 +39,21 @@ class PackedSet:
 
     def cell_bytes(self):
         """Bytes of chunk buffers per (query, database item) pair, see _Buffers."""
-        dist = 1 if self.bits < 256 else 2
-        key = 1 if 2 * (self.bits + 1) <= 255 else 2
-        # dist, key, popcount, rel, tmp_rel, XOR words, AND words
-        return dist + key + 3 + self.code_words.dtype.itemsize + self.label_words.dtype.itemsize
+        # words (XOR, AND, then the sort's unused column output), popcount, rel, tmp_rel,
+        # group, ranked rel
+        return _word_bytes(self) + 1 + 1 + 1 + 4 + 1
+
+
+def _word_bytes(db):
+    # At least 4: the words buffer is reused for the sort's int32 column output.
+    return max(4, db.code_words.dtype.itemsize, db.label_words.dtype.itemsize)
 
 
 def chunk_size(db, memory_budget=DEFAULT_MEMORY_BUDGET):
-    """Queries per chunk so that the chunk's query x database buffers fit in memory_budget bytes."""
-    return max(1, int(memory_budget // (db.cell_bytes() * db.n)))
+    """Queries per chunk so that the chunk's query x database buffers fit in memory_budget bytes
+    (and chunk positions fit the sort's int32 indices, whatever the budget)."""
+    rows = int(memory_budget // (db.cell_bytes() * db.n))
+    return max(1, min(rows, (2**31 - 1) // (db.n + db.bits + 1)))
 
 
 def default_num_threads():
@@ -56,35 +69,33 @@ class _Buffers:
     page-fault on every chunk)."""
 
     def __init__(self, rows, db):
-        n = db.n
-        self.dist = np.empty((rows, n), np.uint8 if db.bits < 256 else np.uint16)
-        self.count = np.empty((rows, n), np.uint8)
-        self.xor = np.empty((rows, n), db.code_words.dtype)
-        self.rel = np.empty((rows, n), bool)
-        self.tmp_rel = np.empty((rows, n), bool)
-        self.land = np.empty((rows, n), db.label_words.dtype)
-        # key = 2*distance + relevant: one sortable/countable array carrying both.
-        self.key = np.empty((rows, n), np.uint8 if 2 * (db.bits + 1) <= 255 else np.uint16)
+        n, groups = rows * db.n, rows * (db.bits + 1)
+        self.words = np.empty(n * _word_bytes(db), np.uint8)  # XOR, AND, then sort output
+        self.count = np.empty((rows, db.n), np.uint8)
+        self.rel = np.empty((rows, db.n), bool)
+        self.tmp_rel = np.empty((rows, db.n), bool)
+        # group = query-in-chunk * (K+1) + distance: one counting-sort key for the whole chunk.
+        self.group = np.empty((rows, db.n), np.int32)
+        self.group_offsets = (np.arange(rows, dtype=np.int32) * (db.bits + 1))[:, None]
+        self.ranked_rel = np.empty(n, bool)
+        self.group_starts = np.empty(groups + 1, np.int32)
+
+    def words_as(self, dtype, c, n):
+        return self.words[:c * n * np.dtype(dtype).itemsize].view(dtype).reshape(c, n)
 
 
 def _fill_chunk(q, db, i0, i1, buf):
-    """Distances, relevance and keys (2*d + rel) of queries i0:i1 against the whole database."""
-    c = i1 - i0
-    dist, rel, key = buf.dist[:c], buf.rel[:c], buf.key[:c]
+    """Sort groups (query-in-chunk * (K+1) + distance) and relevance of queries i0:i1 against
+    the whole database."""
+    c, n = i1 - i0, db.n
+    group, rel, cnt = buf.group[:c], buf.rel[:c], buf.count[:c]
+    x = buf.words_as(db.code_words.dtype, c, n)
     for w in range(db.code_words.shape[0]):
-        x = buf.xor[:c]
         np.bitwise_xor(q.code_words[w, i0:i1, None], db.code_words[w][None, :], out=x)
-        if w == 0 and dist.dtype == np.uint8:
-            np.bitwise_count(x, out=dist)
-        else:
-            cnt = buf.count[:c]
-            np.bitwise_count(x, out=cnt)
-            if w == 0:
-                dist[...] = cnt
-            else:
-                np.add(dist, cnt, out=dist)
+        np.bitwise_count(x, out=cnt)
+        np.add(group if w else buf.group_offsets[:c], cnt, out=group)
+    a = buf.words_as(db.label_words.dtype, c, n)
     for w in range(db.label_words.shape[0]):
-        a = buf.land[:c]
         np.bitwise_and(q.label_words[w, i0:i1, None], db.label_words[w][None, :], out=a)
         if w == 0:
             np.not_equal(a, 0, out=rel)
@@ -92,10 +103,31 @@ def _fill_chunk(q, db, i0, i1, buf):
             t = buf.tmp_rel[:c]
             np.not_equal(a, 0, out=t)
             np.logical_or(rel, t, out=rel)
-    # dtype= makes the shift itself happen in the key's width (a uint8 shift would wrap at K>=128).
-    np.left_shift(dist, 1, out=key, dtype=key.dtype)
-    np.bitwise_or(key, rel, out=key)
-    return dist, rel, key
+    return group, rel
+
+
+def _counting_sort(group, rel, n_groups, buf):
+    """Stable counting sort of a chunk's items by group: returns (group_starts, ranked_rel),
+    where ranked_rel[p] is the relevance of the item at position p of the sorted order and
+    group g occupies positions group_starts[g]:group_starts[g+1]. Inside a group (one query's
+    distance bucket) items keep database-index order, i.e. ties are broken by index.
+
+    scipy's COO->CSR conversion is exactly this counting sort, in C, without the GIL: one
+    counting pass and one scatter pass, O(items + groups), no comparison sort at all."""
+    n = group.size
+    starts, ranked = buf.group_starts[:n_groups + 1], buf.ranked_rel[:n]
+    if _coo_tocsr is not None:
+        # Its column input/output carry nothing we need: the group array (already being read)
+        # goes in, and the spent XOR/AND words buffer takes the output.
+        flat = group.reshape(-1)
+        _coo_tocsr(n_groups, 1, n, flat, flat, rel.reshape(-1), starts,
+                   buf.words[:4 * n].view(np.int32), ranked)
+    else:  # same result from numpy alone, slower (int32 keys are not radix-sorted)
+        flat = group.reshape(-1)
+        np.take(rel.reshape(-1), np.argsort(flat, kind="stable"), out=ranked)
+        starts[0] = 0
+        np.cumsum(np.bincount(flat, minlength=n_groups), out=starts[1:])
+    return starts, ranked
 
 
 def rank_statistics(q, db, *, positions=True, top_k=None, n_values=None,
@@ -103,13 +135,13 @@ def rank_statistics(q, db, *, positions=True, top_k=None, n_values=None,
     """Per-query ranking statistics of packed queries `q` against packed database `db`.
 
     Always: `n_hist` and `r_hist` (queries x K+1): items and relevant items at each distance.
-    With positions=True (database-index tie order, i.e. a stable sort by distance):
-    `ap_index` (AP over the whole ranking), `hits_at_n` (relevant items among the first N, one
-    column per n_values entry) and, with top_k, `ap_at_k` (AP normalised by the relevant items
-    inside the top k). With positions=False and top_k, only the buckets that reach the top k are
-    ordered, which is much cheaper than ordering everything.
-    Queries are split into contiguous parts, one per thread, each with its own buffers inside
-    memory_budget / num_threads; results do not depend on the split.
+    With positions=True: `ap_index` (AP over the whole ranking, ties broken by database index)
+    and `hits_at_n` (relevant items among the first N, one column per n_values entry).
+    With top_k: `ap_at_k` (AP normalised by the relevant items inside the top k).
+    Ranking is a counting sort by (query, distance) over a chunk of queries at once; the 1-based
+    rank of an item is then its position inside its query's stretch of the sorted chunk.
+    Queries are processed in chunks by num_threads threads, each with its own buffers inside
+    memory_budget / num_threads; results do not depend on the chunking or the threads.
     """
     if num_threads is not None and (not isinstance(num_threads, (int, np.integer))
                                     or isinstance(num_threads, bool) or num_threads < 1):
@@ -126,68 +158,58 @@ def rank_statistics(q, db, *, positions=True, top_k=None, n_values=None,
     if top_k is not None:
         out["ap_at_k"] = np.zeros(nq)
     threads = max(1, min(num_threads or default_num_threads(), nq))
-    bounds = np.linspace(0, nq, threads + 1).round().astype(int)
-    parts = [(bounds[t], bounds[t + 1]) for t in range(threads)]
-    args = dict(positions=positions, top_k=top_k, n_values=n_values,
-                memory_budget=memory_budget / threads, out=out)
+    rows = max(1, min(-(-nq // threads), chunk_size(db, memory_budget / threads)))
+    # Threads take chunks from a shared queue, so one slowed down by other jobs on the machine
+    # does not leave the other idle at the end.
+    chunks = queue.SimpleQueue()
+    for i0 in range(0, nq, rows):
+        chunks.put((i0, min(nq, i0 + rows)))
+    args = dict(positions=positions, top_k=top_k, n_values=n_values, out=out)
     if threads == 1:
-        _work(q, db, *parts[0], **args)
+        _work(q, db, chunks, rows, **args)
     else:
         with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-            for f in [pool.submit(_work, q, db, a, b, **args) for a, b in parts]:
+            for f in [pool.submit(_work, q, db, chunks, rows, **args) for _ in range(threads)]:
                 f.result()
     return out
 
 
-def _work(q, db, start, stop, *, positions, top_k, n_values, memory_budget, out):
-    """Queries start:stop, chunk by chunk, one row at a time for the ordering (a row's arrays
-    stay in cache, and numpy's stable argsort of 8/16-bit keys is an O(n) radix sort)."""
-    nb = db.bits + 1
-    rows = max(1, min(stop - start, chunk_size(db, memory_budget)))
+def _work(q, db, chunks, rows, *, positions, top_k, n_values, out):
+    """Chunks of queries (i0, i1) from the queue until it is empty: one counting sort per chunk,
+    then a few vector operations per query on the positions of its relevant items."""
+    nb, n = db.bits + 1, db.n
     buf = _Buffers(rows, db)
-    n_hist, r_hist = out["n_hist"], out["r_hist"]
-    key_values = np.arange(0, 2 * nb + 1, dtype=buf.key.dtype)
-    bucket_starts = key_values[::2]  # key 2d is the first possible key of bucket d
-    rank = np.arange(1, db.n + 1, dtype=np.float64)
-    # Keys in rank order go to ranked_buf[1:]; slot 0 stays 0, so flatnonzero of the relevance
-    # flags yields 1-based ranks directly (no "+ 1" pass).
-    ranked_buf = np.zeros(db.n + 1, buf.key.dtype)
-    ranked = ranked_buf[1:]
-    byte_keys = ranked_buf.dtype == np.uint8
-    flags = ranked_buf.view(bool) if byte_keys else np.zeros(db.n + 1, bool)
-    quotient = np.empty(db.n)
-    for i0 in range(start, stop, rows):
-        i1 = min(stop, i0 + rows)
-        dist, rel, key = _fill_chunk(q, db, i0, i1, buf)
-        for r in range(i1 - i0):
-            i = i0 + r
-            if not positions:
-                # Counting by sorting the 2*d + rel keys: a radix sort, no Python-level loop.
-                edges = np.searchsorted(np.sort(key[r], kind="stable"), key_values)
-                counts = np.diff(edges)
-                r_hist[i] = counts[1::2]
-                n_hist[i] = counts[0::2] + counts[1::2]
-                if top_k is not None:
-                    out["ap_at_k"][i] = _ap_top_k_partial(dist[r], rel[r], n_hist[i], top_k)
-                continue
-            order = np.argsort(dist[r], kind="stable")  # ties keep database-index order
-            np.take(key[r], order, out=ranked)
-            # `ranked` is sorted by d = key >> 1, so searching for 2d finds where bucket d starts.
-            edges = np.searchsorted(ranked, bucket_starts)
-            ranked &= 1
-            if not byte_keys:  # 16-bit keys: the flags need their own bytes
-                np.not_equal(ranked, 0, out=flags[1:])
-            ranks = np.flatnonzero(flags)  # 1-based ranks of the relevant items
-            n_hist[i] = np.diff(edges)
-            r_hist[i] = np.diff(np.searchsorted(ranks, edges, side="right"))
-            if ranks.size:
-                # AP = mean over relevant items of (relevant so far) / rank.
-                quot = np.divide(rank[:ranks.size], ranks, out=quotient[:ranks.size])
-                out["ap_index"][i] = quot.sum() / ranks.size
-            out["hits_at_n"][i] = np.searchsorted(ranks, n_values, side="right")
+    so_far = np.arange(1, n + 1, dtype=np.float64)  # relevant items so far, at each relevant item
+    ranks, quotient = np.empty(n), np.empty(n)
+    while True:
+        try:
+            i0, i1 = chunks.get_nowait()
+        except queue.Empty:
+            return
+        c = i1 - i0
+        group, rel = _fill_chunk(q, db, i0, i1, buf)
+        starts, ranked = _counting_sort(group, rel, c * nb, buf)
+        hits = np.flatnonzero(ranked)  # chunk positions of the relevant items, ascending
+        rel_starts = np.searchsorted(hits, starts)  # relevant items before each group
+        out["n_hist"][i0:i1] = np.diff(starts).reshape(c, nb)
+        out["r_hist"][i0:i1] = np.diff(rel_starts).reshape(c, nb)
+        if not positions and top_k is None:
+            continue
+        for r in range(c):
+            a, b = rel_starts[r * nb], rel_starts[(r + 1) * nb]
+            m = b - a
+            # 1-based ranks of this query's relevant items (float: they are divided next).
+            # (Per query on purpose: whole-chunk versions need np.repeat offsets and cost more.)
+            rk = np.subtract(hits[a:b], r * n - 1, out=ranks[:m])
+            if positions:
+                if m:
+                    out["ap_index"][i0 + r] = np.divide(so_far[:m], rk,
+                                                        out=quotient[:m]).sum() / m
+                if n_values.size:
+                    out["hits_at_n"][i0 + r] = np.searchsorted(rk, n_values, side="right")
             if top_k is not None:
-                out["ap_at_k"][i] = _ap_from_ranks(
-                    ranks[:np.searchsorted(ranks, top_k, side="right")])
+                out["ap_at_k"][i0 + r] = _ap_from_ranks(rk[:np.searchsorted(rk, top_k,
+                                                                          side="right")])
 
 
 def _ap_from_ranks(ranks):
@@ -197,14 +219,6 @@ def _ap_from_ranks(ranks):
         return 0.0
     m = np.arange(1, ranks.size + 1, dtype=np.float64)
     return float(np.sum(m / ranks) / ranks.size)
-
-
-def _ap_top_k_partial(d_row, rel_row, n, k):
-    """AP@k with index ties, ordering only the items of the buckets that reach rank k."""
-    last = int(np.searchsorted(np.cumsum(n), k))  # first bucket whose end reaches k
-    sel = np.flatnonzero(d_row <= last)
-    order = sel[np.argsort(d_row[sel], kind="stable")]
-    return _ap_from_ranks(np.flatnonzero(rel_row[order[:k]]) + 1)
 
 
 def expected_ap(n_hist, r_hist):
