@@ -150,6 +150,9 @@ def rank_statistics(q, db, *, positions=True, top_k=None, n_values=None,
         raise ValueError(f"memory_budget must be a positive number of bytes, got "
                          f"{memory_budget!r}")
     nq, nb = q.n, db.bits + 1
+    if db.n + nb > 2**31 - 1:
+        raise ValueError(f"a database of {db.n} items is beyond this evaluator: its counting "
+                         "sort indexes positions with int32 (fewer than 2**31 items)")
     n_values = np.zeros(0, np.int64) if n_values is None else np.asarray(n_values, np.int64)
     out = {"n_hist": np.zeros((nq, nb), np.int64), "r_hist": np.zeros((nq, nb), np.int64)}
     if positions:
