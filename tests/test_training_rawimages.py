@@ -2,6 +2,7 @@
 
 import json
 import os
+import types
 
 import numpy as np
 import pytest
@@ -148,3 +149,22 @@ def test_features_backbone_with_raw_images_is_refused(tmp_path):
     with pytest.raises(ValueError, match="--backbone=features"):
         raw_images.prepare_raw_images(tiny_config(tmp_path), data, tiny_split(4, 1, 0),
                                       progress=False)
+
+
+def test_export_and_search_of_a_raw_image_run_say_how_to_serve_one(tmp_path):
+    """Only runs trained on image features are exported/searched; the error says how to get
+    one (extract, train on the features) instead of failing deep inside a restore."""
+    from udsph_tf import export
+    from udsph_tf.config import replace
+    from udsph_tf.retrieval.cli import search
+    data = _photos(tmp_path / "photos", n=4)
+    split = tiny_split(4, 1, 0)
+    config = _config(tmp_path / "run")
+    with pytest.raises(ValueError, match=r"export needs a run trained on image features.*"
+                                         r"--mode=extract.*--image_file=F"):
+        export.export_from_checkpoint(replace(config, mode="export"), data, split)
+    with pytest.raises(ValueError, match=r"search needs a run trained on image features"):
+        search(replace(config, mode="search", query_tags="a"), data, split)
+    with pytest.raises(ValueError, match=r"encoding image codes needs a run trained"):
+        export.build_database(types.SimpleNamespace(hash=lambda modality, x: x), data,
+                              np.arange(2), "image", "run")

@@ -16,13 +16,13 @@ from udsph_tf.export.codes import (RunEncoders, SavedModelEncoders, build_databa
 from udsph_tf.export.exporter import (IMAGE_ENCODER, IMAGE_TO_TEXT, MODEL_NAMES, TEXT_ENCODER,
                                       TEXT_TO_IMAGE, ExportResult, export_run)
 from udsph_tf.export.layout import read_metadata, run_name_of
-from udsph_tf.export.restore import restore_encoders, run_config
+from udsph_tf.export.restore import raw_image_run_error, restore_encoders, run_config
 
 __all__ = ["IMAGE_ENCODER", "IMAGE_TO_TEXT", "MODEL_NAMES", "TEXT_ENCODER", "TEXT_TO_IMAGE",
            "ExportResult", "LoadedRun", "RunEncoders", "SavedModelEncoders",
            "build_code_database", "build_database", "cached_database", "export_from_checkpoint",
-           "export_run", "latest_export", "load_run", "read_metadata", "restore_encoders",
-           "run_config"]
+           "export_run", "latest_export", "load_run", "raw_image_run_error", "read_metadata",
+           "restore_encoders", "run_config"]
 
 
 @dataclasses.dataclass
@@ -48,8 +48,8 @@ def load_run(config, data=None, split=None):
         data = data if data is not None else load_dataset_from_config(cfg)
         split = split if split is not None else split_from_config(cfg, data)
     if data.images is None:
-        raise ValueError(f"{data.name}: export/search need image features; this dataset is in "
-                         "raw-image mode (extract features with --mode=extract first)")
+        raise raw_image_run_error(data.name, config.mode if config.mode in ("export", "search")
+                                  else "export")
     imgnet, txtnet, path = restore_encoders(cfg, data.images.shape[1:], data.tag_dim,
                                             data.num_labels)
     return LoadedRun(cfg, data, split, imgnet, txtnet, path, run_name_of(cfg))

@@ -8,6 +8,7 @@ import tensorflow as tf
 from udsph_tf.export import layout
 from udsph_tf.export.encoders import numpy_codes
 from udsph_tf.export.exporter import IMAGE_ENCODER, TEXT_ENCODER
+from udsph_tf.export.restore import raw_image_run_error
 
 ENCODE_BATCH = 1024
 MODALITIES = ("image", "text")
@@ -85,8 +86,7 @@ def latest_export(export_dir, run_name, version=0):
 def modality_inputs(data, modality, rows):
     if modality == "image":
         if data.images is None:
-            raise ValueError(f"{data.name}: no image features to encode (raw-image mode); "
-                             "extract features first (--mode=extract)")
+            raise raw_image_run_error(data.name, "encoding image codes")
         return data.images[rows]
     return data.tags[rows]
 

@@ -20,6 +20,17 @@ RUN_FIELDS = (
     "num_query", "num_train", "num_val", "seed")
 
 
+def raw_image_run_error(dataset_name, what):
+    """The ValueError for export/search of a run that reads raw images (--image_dir): only
+    runs trained on image features are served, so say how to get one."""
+    return ValueError(
+        f"{dataset_name}: {what} needs a run trained on image features, and this one reads raw "
+        "images (--image_dir); serving a raw-image ImgNet is not supported. Extract the "
+        "features with the same backbone (--mode=extract --image_dir=... --backbone=... "
+        "--feature_file=F), train on them (--image_file=F --image_key=features) and use that "
+        "run")
+
+
 def recorded_config(workdir):
     """The Config a run recorded in metrics.json (None when the run never finished)."""
     path = os.path.join(workdir, "metrics.json")

@@ -129,8 +129,7 @@ def search(config, data=None, split=None, out=None):
         data = data if data is not None else load_dataset_from_config(run_cfg)
         split = split if split is not None else split_from_config(run_cfg, data)
     if data.images is None:
-        raise ValueError(f"{data.name}: search needs image features (raw-image mode: run "
-                         "--mode=extract first)")
+        raise export.raw_image_run_error(data.name, "search")
     run_name = export.run_name_of(run_cfg)
     encoders, db_dir = _encoders_and_databases(config, run_cfg, data, split, run_name)
     rows = split.database_idx
