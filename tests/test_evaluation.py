@@ -150,9 +150,9 @@ def test_agrees_with_reference_random(ref, bits):
 
 @pytest.mark.parametrize("bits,classes", [(8, 3), (12, 70), (100, 24), (200, 9), (300, 5)])
 def test_agrees_with_reference_odd_widths(ref, bits, classes):
-    # Word widths 8/16 bits, several label words (70 classes), several code words (100 bits),
-    # 16-bit sort keys with 8-bit distances (200 bits) and 16-bit distances (300 bits) all take
-    # other packing paths.
+    # Word widths 8/16 bits, several label words (70 classes), several code words (100 bits)
+    # and hundreds of distance values per query (200, 300 bits: over 255, so more than one
+    # byte) all take other packing and sort-key paths.
     rng = np.random.default_rng(bits + classes)
     q, d, ql, dl = _random_case(rng, 20, 300, bits, classes=classes, density=0.1)
     for ties in ("index", "expected"):
@@ -163,8 +163,8 @@ def test_agrees_with_reference_odd_widths(ref, bits, classes):
 
 
 def test_agrees_with_reference_large_distances(ref):
-    # 200 bits: distances fit uint8 but 2*d + rel needs 16 bits; negated queries put many items
-    # at distances above 127, where an 8-bit key would wrap.
+    # 200 bits: negated queries put many items at distances above 127, where a signed or
+    # doubled 8-bit key would wrap.
     rng = np.random.default_rng(12)
     q = np.where(rng.random((6, 200)) < 0.5, 1, -1)
     owner = rng.integers(0, 6, 400)
