@@ -1,4 +1,4 @@
-"""Numpy-only retrieval evaluation of +-1 hash codes (never imports TensorFlow)."""
+"""Retrieval evaluation of +-1 hash codes with numpy and scipy (never imports TensorFlow)."""
 
 from udsph_tf.evaluation.codes import check_codes, check_labels, code_stats
 from udsph_tf.evaluation.metrics import (default_n_values, evaluate_retrieval,
