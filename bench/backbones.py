@@ -9,10 +9,8 @@ measured in this process. Figures depend on the machine and its load; rerun to c
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 
 import numpy as np
 
@@ -21,6 +19,7 @@ import tensorflow as tf  # noqa: E402
 
 from udsph_tf.data import images as im  # noqa: E402
 from udsph_tf.models.backbones import build_backbone  # noqa: E402
+from timing import median_seconds  # noqa: E402  (bench/timing.py)
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..",
                     "shared", "data", "mirflickr25k", "images")
@@ -39,15 +38,6 @@ def _image_paths(n):
         Image.fromarray(rng.integers(0, 256, (256, 341, 3), np.uint8)).save(path)
         paths.append(path)
     return paths, "generated 256x341 JPEGs"
-
-
-def _median_time(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main():
@@ -73,7 +63,7 @@ def main():
         ("tf.data decode+resize only", lambda: [None for _ in ds]),
         ("tf.data + tf.function forward", lambda: [graph(b["image"]) for b in ds]),
     ]
-    results = [(name, _median_time(fn, args.repeats)) for name, fn in rows]
+    results = [(name, median_seconds(fn, args.repeats)) for name, fn in rows]
     base = results[0][1]
     print(f"{len(paths)} {source}, batch {args.batch}, median of {args.repeats}, "
           f"{os.cpu_count()} CPUs")

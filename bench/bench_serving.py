@@ -17,21 +17,11 @@ depend on the trained values. Figures are for this machine only; run once, not i
 import argparse
 import os
 import platform
-import statistics
 import tempfile
-import time
 
 import numpy as np
 
-
-def _median_seconds(fn, repeats):
-    fn()  # warm-up (tracing, first-call allocation)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from timing import median_seconds  # bench/timing.py
 
 
 def bench_encoders(args, tf, out_rows):
@@ -60,8 +50,9 @@ def bench_encoders(args, tf, out_rows):
                    ("SavedModel signature", lambda x: sig(**{input_name: x})))
         base_lat = base_thr = None
         for engine, fn in engines:
-            lat = _median_seconds(lambda: fn(x1), args.repeats)
-            thr = 256 / _median_seconds(lambda: fn(xb), max(3, args.repeats // 3))
+            lat = median_seconds(lambda: fn(x1), args.repeats, warmup=True)
+            thr = 256 / median_seconds(lambda: fn(xb), max(3, args.repeats // 3),
+                                       warmup=True)
             base_lat, base_thr = base_lat or lat, base_thr or thr
             out_rows.append((f"{name} encoder", engine, f"{lat * 1e3:.2f}", f"{lat / base_lat:.2f}",
                              f"{thr:,.0f}", f"{thr / base_thr:.2f}"))
@@ -97,8 +88,9 @@ def bench_retrieval(args, tf, out_rows):
                         lambda q: sig(packed_codes=tf.constant(q))))
             base_lat = base_thr = None
             for engine, fn in engines:
-                lat = _median_seconds(lambda: fn(q1), args.repeats)
-                thr = 100 / _median_seconds(lambda: fn(qb), max(3, args.repeats // 3))
+                lat = median_seconds(lambda: fn(q1), args.repeats, warmup=True)
+                thr = 100 / median_seconds(lambda: fn(qb), max(3, args.repeats // 3),
+                                           warmup=True)
                 base_lat, base_thr = base_lat or lat, base_thr or thr
                 out_rows.append((f"top-{args.k}, {n:,} x {bits} bits", engine,
                                  f"{lat * 1e3:.2f}", f"{lat / base_lat:.2f}",

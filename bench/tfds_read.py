@@ -9,7 +9,6 @@ Prints one table: median seconds over the repeats and the ratio to the raw-reade
 import argparse
 import os
 import pathlib
-import statistics
 import sys
 import tempfile
 import time
@@ -17,16 +16,8 @@ import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from timing import median_seconds  # noqa: E402  (bench/timing.py)
 warnings.filterwarnings("ignore", message=".*cannot hold the standard")
-
-
-def median_time(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main():
@@ -48,12 +39,12 @@ def main():
             start = time.perf_counter()
             udsph_tfds.build_dataset("mirflickr", cfg, args.data_dir, out)
             rows.append((f"build {cfg} (once)", time.perf_counter() - start, None))
-        base = median_time(lambda: load_dataset("mirflickr730", args.data_dir), args.repeats)
+        base = median_seconds(lambda: load_dataset("mirflickr730", args.data_dir), args.repeats)
         rows.insert(0, ("raw load_dataset('mirflickr730') [baseline]", base, 1.0))
-        t = median_time(lambda: udsph_tfds.load_tfds_as_crossmodal(
+        t = median_seconds(lambda: udsph_tfds.load_tfds_as_crossmodal(
             "mirflickr730", out, "lite0_730"), args.repeats)
         rows.append(("tfds load lite0_730 (730 x 1280 features)", t, t / base))
-        t = median_time(lambda: udsph_tfds.load_tfds_as_crossmodal(
+        t = median_seconds(lambda: udsph_tfds.load_tfds_as_crossmodal(
             "mirflickr", out, "photos_available", image_size=224), args.repeats)
         rows.append(("tfds load photos_available, decode+resize 224", t, t / base))
 
