@@ -24,6 +24,13 @@ import numpy as np
 from timing import median_seconds  # bench/timing.py
 
 
+def _latency_and_throughput(fn, one, batch, repeats):
+    """Median batch-1 latency (s) and items/s on `batch`, each after one warm-up call."""
+    latency = median_seconds(lambda: fn(one), repeats, warmup=True)
+    return latency, len(batch) / median_seconds(lambda: fn(batch), max(3, repeats // 3),
+                                                warmup=True)
+
+
 def bench_encoders(args, tf, out_rows):
     from udsph_tf.config import Config
     from udsph_tf.export.encoders import image_encoder_module, text_encoder_module
@@ -50,9 +57,7 @@ def bench_encoders(args, tf, out_rows):
                    ("SavedModel signature", lambda x: sig(**{input_name: x})))
         base_lat = base_thr = None
         for engine, fn in engines:
-            lat = median_seconds(lambda: fn(x1), args.repeats, warmup=True)
-            thr = 256 / median_seconds(lambda: fn(xb), max(3, args.repeats // 3),
-                                       warmup=True)
+            lat, thr = _latency_and_throughput(fn, x1, xb, args.repeats)
             base_lat, base_thr = base_lat or lat, base_thr or thr
             out_rows.append((f"{name} encoder", engine, f"{lat * 1e3:.2f}", f"{lat / base_lat:.2f}",
                              f"{thr:,.0f}", f"{thr / base_thr:.2f}"))
@@ -88,9 +93,7 @@ def bench_retrieval(args, tf, out_rows):
                         lambda q: sig(packed_codes=tf.constant(q))))
             base_lat = base_thr = None
             for engine, fn in engines:
-                lat = median_seconds(lambda: fn(q1), args.repeats, warmup=True)
-                thr = 100 / median_seconds(lambda: fn(qb), max(3, args.repeats // 3),
-                                           warmup=True)
+                lat, thr = _latency_and_throughput(fn, q1, qb, args.repeats)
                 base_lat, base_thr = base_lat or lat, base_thr or thr
                 out_rows.append((f"top-{args.k}, {n:,} x {bits} bits", engine,
                                  f"{lat * 1e3:.2f}", f"{lat / base_lat:.2f}",

@@ -114,17 +114,15 @@ def _counting_sort(group, rel, n_groups, buf):
 
     scipy's COO->CSR conversion is exactly this counting sort, in C, without the GIL: one
     counting pass and one scatter pass, O(items + groups), no comparison sort at all."""
-    n = group.size
+    n, flat, flat_rel = group.size, group.reshape(-1), rel.reshape(-1)
     starts, ranked = buf.group_starts[:n_groups + 1], buf.ranked_rel[:n]
     if _coo_tocsr is not None:
         # Its column input/output carry nothing we need: the group array (already being read)
         # goes in, and the spent XOR/AND words buffer takes the output.
-        flat = group.reshape(-1)
-        _coo_tocsr(n_groups, 1, n, flat, flat, rel.reshape(-1), starts,
+        _coo_tocsr(n_groups, 1, n, flat, flat, flat_rel, starts,
                    buf.words[:4 * n].view(np.int32), ranked)
     else:  # same result from numpy alone, slower (int32 keys are not radix-sorted)
-        flat = group.reshape(-1)
-        np.take(rel.reshape(-1), np.argsort(flat, kind="stable"), out=ranked)
+        np.take(flat_rel, np.argsort(flat, kind="stable"), out=ranked)
         starts[0] = 0
         np.cumsum(np.bincount(flat, minlength=n_groups), out=starts[1:])
     return starts, ranked
