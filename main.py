@@ -3,23 +3,92 @@
     python main.py                                  # train + evaluate on the embedded default data
     python main.py --flagfile=flags/mirflickr.cfg --data_dir=/data/mirflickr25k --bits=32
     python main.py --helpfull                       # every flag
+
+A user error (bad flag, file or --workdir; udsph_tf.errors.UserError) prints one line
+`error: <flag or file>: <problem>` and exits with status 2; `--verbosity=1` or
+UDSPH_TRACEBACK=1 adds the traceback. Any other exception is a bug: traceback, status 1.
 """
+
+import os
+import sys
+import traceback
 
 from absl import app
 from absl import flags as absl_flags
 
 import flags as udsph_flags  # the repository's flags/ folder (not installed as a package)
+from udsph_tf import errors  # no TensorFlow import: --help stays fast
 
 udsph_flags.define_flags()
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    config = udsph_flags.config_from_flags(absl_flags.FLAGS)
-    from udsph_tf import app as udsph_app  # heavy imports after flag parsing (fast --help)
-    udsph_app.run(config)
+    try:
+        if len(argv) > 1:
+            raise errors.ConfigError(f"unexpected arguments {argv[1:]}: flags take the form "
+                                     "--name=value")
+        config = udsph_flags.config_from_flags(absl_flags.FLAGS)
+        _quiet_unless_verbose()
+        _check_workdir(config)
+        from udsph_tf.run_identity import config_for_mode  # the run's recorded model and data
+        config = config_for_mode(config, udsph_flags.given_flags(absl_flags.FLAGS))
+        from udsph_tf import app as udsph_app  # heavy imports after flag parsing (fast --help)
+        udsph_app.run(config)
+    except errors.UserError as err:
+        _exit_user_error(str(err))
+
+
+def _quiet_unless_verbose():
+    """At the default verbosity: no absl INFO lines (TF's checkpoint saver logs each shard),
+    no C++ INFO/WARNING lines and no tf.function retracing notices; --verbosity shows them."""
+    if absl_flags.FLAGS["verbosity"].present:
+        return
+    from absl import logging as absl_logging
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # read when TensorFlow loads, below
+    import logging
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+
+
+def _check_workdir(config):
+    """Before any data is read: training needs a writable --workdir; eval and export need a
+    trained one and must not create it (search may run from an export alone)."""
+    if config.mode == "train":
+        errors.check_workdir(config.workdir, create=True)
+    elif config.mode in ("eval", "export"):
+        errors.check_workdir(config.workdir, create=False)
+        from udsph_tf.export.restore import selected_checkpoint
+        try:
+            selected_checkpoint(config.workdir)
+        except FileNotFoundError as err:
+            raise errors.MissingFileError(f"--workdir={config.workdir}: {err}") from None
+
+
+def _parse_flags(argv):
+    """absl's parser, with a bad flag reported like every other user error."""
+    try:
+        return absl_flags.FLAGS(argv)
+    except absl_flags.Error as err:
+        # absl words these "flag --bits=x: ...", "Unknown command line flag 'x'" and
+        # "ERROR:: Unable to open flagfile"; make each one line starting with the flag.
+        message = " ".join(str(err).replace("ERROR:: ", "").split())
+        if message.startswith("flag --"):
+            message = message[len("flag "):]
+        elif isinstance(err, absl_flags.UnrecognizedFlagError):
+            message = f"--{err.flagname}: {message}"
+        elif isinstance(err, absl_flags.CantOpenFlagFileError):
+            message = f"--flagfile: {message}"
+        _exit_user_error(message)
+
+
+def _exit_user_error(message):
+    verbosity = absl_flags.FLAGS["verbosity"].value if absl_flags.FLAGS.is_parsed() else 0
+    if verbosity >= 1 or os.environ.get("UDSPH_TRACEBACK", "") not in ("", "0"):
+        traceback.print_exc()
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(errors.UserError.exit_code)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)

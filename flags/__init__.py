@@ -34,3 +34,10 @@ def define_flags(flag_values=absl_flags.FLAGS):
 def config_from_flags(flag_values=absl_flags.FLAGS) -> Config:
     """Read the parsed flags into a Config."""
     return Config(**{f.name: flag_values[f.name].value for f in config_fields()})
+
+
+def given_flags(flag_values=absl_flags.FLAGS):
+    """Names of the Config flags set on the command line or in a --flagfile (absl's
+    `present`), as opposed to those left at their defaults: --mode=eval/export/search take
+    the others from the run's record, and refuse a given one that contradicts it."""
+    return {f.name for f in config_fields() if flag_values[f.name].present}

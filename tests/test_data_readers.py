@@ -260,3 +260,93 @@ def test_matlab_pixel_layouts_come_back_rows_first(tmp_path, layout):
     data = load_dataset("mirflickr", str(tmp_path))
     assert data.images.shape == (n, 8, 8, 3) and data.images.dtype == np.uint8
     np.testing.assert_array_equal(data.images, pixels)
+
+
+# --- damaged files: one DataError naming the file, never a library's bare exception ----------
+
+def _damaged(tmp_path, kind):
+    """(path, key) of a small damaged file of the given kind."""
+    rng = np.random.default_rng(0)
+    feats = rng.random((50, 16)).astype(np.float32)
+
+    def cut(src, name, keep=0.5):
+        raw = (tmp_path / src).read_bytes()
+        (tmp_path / name).write_bytes(raw[:int(len(raw) * keep)] if keep < 1 else raw)
+        return str(tmp_path / name)
+
+    np.savez(tmp_path / "ok.npz", x=feats)
+    np.save(tmp_path / "ok.npy", feats)
+    with h5py.File(tmp_path / "ok.h5", "w") as f:
+        f["x"] = feats
+    write_mat_v5(str(tmp_path / "ok5.mat"), {"x": feats})
+    write_mat73(str(tmp_path / "ok73.mat"), {"x": feats})
+    if kind == "random.npz":
+        (tmp_path / kind).write_bytes(rng.bytes(300))
+    elif kind == "random.npy":
+        (tmp_path / kind).write_bytes(rng.bytes(300))
+    elif kind == "empty.npz":
+        (tmp_path / kind).write_bytes(b"")
+    elif kind == "zero_rows.npy":
+        np.save(tmp_path / kind, np.zeros((0, 16), np.float32))
+    elif kind == "zero_rows.npz":
+        np.savez(tmp_path / kind, x=np.zeros((0, 16), np.float32))
+    else:
+        src = {"truncated.npz": "ok.npz", "truncated.npy": "ok.npy", "header.npy": "ok.npy",
+               "truncated.h5": "ok.h5", "truncated5.mat": "ok5.mat",
+               "truncated73.mat": "ok73.mat", "single_array.npz": "ok.npy"}[kind]
+        cut(src, kind, keep={"header.npy": 0.01, "single_array.npz": 1}.get(kind, 0.5))
+    return str(tmp_path / kind), None if kind.endswith(".npy") else "x"
+
+
+@pytest.mark.parametrize("kind,message", [
+    ("truncated.npz", "cannot read this .npz file (truncated or damaged?): BadZipFile"),
+    ("random.npz", "not a .npz archive (no zip header)"),
+    ("single_array.npz", "it holds a single array: rename it to .npy"),
+    ("empty.npz", "empty file (0 bytes)"),
+    ("truncated.npy", "truncated .npy file: its header promises shape (50, 16) float32 "
+                      "(3200 bytes of data) but only"),
+    ("header.npy", "cannot read this .npy file"),
+    ("random.npy", "not a .npy file (no NumPy header)"),
+    ("truncated.h5", "cannot read this HDF5 file (truncated or damaged?)"),
+    ("truncated5.mat", "cannot read this .mat file"),
+    ("truncated73.mat", "cannot read this .mat (v7.3, HDF5) file"),
+    ("zero_rows.npy", "holds no data (shape (0, 16))"),
+    ("zero_rows.npz", "(key 'x'): holds no data (shape (0, 16))"),
+])
+def test_damaged_files_are_named(tmp_path, kind, message):
+    from udsph_tf.errors import DataError
+    path, key = _damaged(tmp_path, kind)
+    with pytest.raises(DataError) as err:
+        read_array(path, key)
+    assert isinstance(err.value, ValueError)  # callers catching ValueError keep working
+    text = str(err.value)
+    assert text.startswith(path) and message in text, text
+    assert "pickled" not in text  # numpy's misleading fallback for foreign bytes
+
+
+def test_damaged_key_listing_and_text_files_are_named(tmp_path):
+    from udsph_tf.data.readers import read_lines
+    from udsph_tf.data.splits import load_split_file
+    from udsph_tf.errors import DataError, MissingFileError
+    for kind in ("truncated.npz", "truncated.h5", "random.npz"):
+        path, _ = _damaged(tmp_path, kind)
+        with pytest.raises(DataError, match=kind):
+            list_keys(path)
+    with pytest.raises(DataError, match=r"random\.npz: not a \.npz archive"):
+        load_split_file(str(tmp_path / "random.npz"), 50)
+    (tmp_path / "ids.txt").write_bytes(b"\xff\xfe\x00im1.jpg\n")
+    with pytest.raises(DataError, match=r"ids\.txt: not UTF-8 text"):
+        read_lines(str(tmp_path / "ids.txt"))
+    with pytest.raises(MissingFileError, match=r"nope\.npy"):
+        read_array(str(tmp_path / "nope.npy"))
+
+
+def test_custom_dataset_with_a_damaged_label_file_names_it(tmp_path):
+    from udsph_tf.errors import UserError
+    images, tags, _ = _toy(n=20, tag_dim=8)
+    np.save(tmp_path / "img.npy", images)
+    np.save(tmp_path / "tags.npy", tags)
+    labels, _ = _damaged(tmp_path, "truncated.npz")
+    with pytest.raises(UserError, match=r"truncated\.npz: cannot read"):
+        load_dataset("custom", image_file=str(tmp_path / "img.npy"),
+                     tag_file=str(tmp_path / "tags.npy"), label_file=labels, label_key="x")

@@ -112,11 +112,19 @@ def test_nan_in_features_and_inf_in_tags(tmp_path):
         _load(folder)
 
 
-def test_negative_tags(tmp_path):
+def test_negative_text_loads_and_the_bow_front_end_refuses_it(tmp_path):
+    # Real-valued text (z-scored topics, sentence embeddings) is legal data; only the
+    # bag-of-words front-end needs non-negative counts, and it says so.
+    from udsph_tf.config import Config, replace
+    from udsph_tf.training.trainer import input_spec_for
     tags = np.zeros((30, 1386))
     tags[1, 1] = -1
-    with pytest.raises(ValueError, match=r"yall\.mat \(key 'YAll'\).*negative"):
-        _load(_release(tmp_path, tags=tags))
+    data = _load(_release(tmp_path, tags=tags))
+    assert data.tags.min() == -1
+    assert input_spec_for(Config(), data)["text_encoder"] == "dense"
+    with pytest.raises(ValueError, match=r"--text_encoder=bow needs a non-negative bag of "
+                                         r"words, the text has 1 negative entries"):
+        input_spec_for(replace(Config(), text_encoder="bow"), data)
 
 
 def test_wrong_tag_dimension_for_known_datasets(tmp_path):

@@ -69,6 +69,10 @@ def tiny_models():
     config = tiny_config("unused", bits=16)
     data = tiny_data()
     models = build_models(config, data.images.shape[1:], data.tag_dim, data.num_labels)
+    # Non-trivial statistics, so the encoder tests show the normalisation travels into the
+    # SavedModel (serving gives the codes evaluation gave).
+    models["imgnet"].normalizer.fit(data.images * 3.0 + 1.0)
+    assert np.abs(models["imgnet"].normalizer.mean.numpy() - 1.0).max() > 0.1
     return config, data, models
 
 

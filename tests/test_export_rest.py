@@ -207,3 +207,122 @@ def test_tag_words_over_rest(export):
         "signature_name": "from_tag_words", "inputs": {"tag_words": ["tag1 skyy"]}})
     assert status == 400 and err["error"].startswith("assertion failed: [unknown tag(s)")
     assert "skyy" in err["error"]
+
+
+# --- hostile input: always an answer, never a dropped connection ---------------------------
+
+@pytest.mark.parametrize("body,message", [
+    ({"instances": [[0.0] * 16], "signature_name": ["serving_default"]},
+     "'signature_name' must be a string, got list"),
+    ({"instances": [[0.0] * 16], "signature_name": {"a": 1}},
+     "'signature_name' must be a string, got dict"),
+    ({"instances": [[0.0] * 16], "signature_name": None}, "must be a string, got NoneType"),
+    ("[" * 5000 + "]" * 5000, "nested too deeply"),
+    ('{"instances": ' + "[" * 5000 + "]" * 5000 + "}", "nested too deeply"),
+    (b"\xff\xfe\x00garbage", "JSON Parse error"),
+    ({"instances": [0.0] * 16}, "must have shape [?, 16], got [16]"),  # 1-D: not a batch of 1
+    ({"inputs": [0.0] * 16}, "must have shape [?, 16], got [16]"),
+    ({"inputs": {"image_features": [0.0] * 16}}, "must have shape [?, 16], got [16]"),
+], ids=["signature-list", "signature-dict", "signature-null", "nested-5000", "instances-5000",
+        "not-utf8", "1d-instances", "1d-inputs", "1d-named-input"])
+def test_hostile_bodies_give_400_with_a_json_error(export, body, message):
+    status, response = export["server"].handle("POST", "/v1/models/image_encoder:predict", body)
+    assert status == 400 and list(response) == ["error"], (status, response)
+    assert message in response["error"], response["error"]
+
+
+def _random_json(rng, depth=0):
+    kind = rng.randrange(9 if depth < 4 else 5)
+    if kind == 0:
+        return rng.choice([0, 1, -1, 255, 256, 2 ** 31, 2 ** 63, 2 ** 70, -(2 ** 70)])
+    if kind == 1:
+        return rng.choice([0.5, -1e30, 1e300, 1e-320, float("inf"), float("nan")])
+    if kind == 2:
+        return rng.choice(["", "sky", "tag1, tag2", "\u00e9\u4e2d", "\x00", "b64", "NaN"])
+    if kind == 3:
+        return rng.choice([None, True, False])
+    if kind == 4:
+        return {"b64": rng.choice(["", "!!", "AAEC", 7, None, ["AA"]])}
+    if kind in (5, 6):
+        return [_random_json(rng, depth + 1) for _ in range(rng.randrange(4))]
+    if kind == 7:  # a numeric matrix, sometimes the right width
+        width = rng.choice([0, 1, 15, 16, 17])
+        return [[rng.uniform(-3, 3) for _ in range(width)] for _ in range(rng.randrange(3))]
+    keys = ["instances", "inputs", "signature_name", "image_features", "tags", "k", "x"]
+    return {rng.choice(keys): _random_json(rng, depth + 1) for _ in range(rng.randrange(4))}
+
+
+def _fuzz_bodies(rng, count):
+    """Seeded random and hostile request bodies (bytes)."""
+    good = json.dumps({"instances": [[0.1] * 16]})
+    fixed = [b"", b"null", b"[]", b"{}", b"{", b"\xff" * 10, good[:-3].encode(),
+             ("[" * 5000).encode(), ('{"a":' * 5000 + "1" + "}" * 5000).encode(),
+             json.dumps({"instances": [[0.1] * 16], "signature_name": ["x"]}).encode(),
+             json.dumps({"inputs": {"image_features": [[[[[0.0]]]]]}}).encode(),
+             json.dumps({"signature_name": "search_top_k",
+                         "inputs": {"image_features": [[0.0] * 16], "k": 2 ** 40}}).encode(),
+             json.dumps({"signature_name": "search_packed", "instances": [[1, 2]]}).encode()]
+    bodies = list(fixed)
+    while len(bodies) < count:
+        kind = rng.randrange(4)
+        if kind == 0:
+            bodies.append(bytes(rng.randrange(256) for _ in range(rng.randrange(64))))
+        elif kind == 1:  # a valid body cut short or with one byte flipped
+            raw = bytearray(good.encode())
+            if rng.random() < 0.5:
+                raw = raw[:rng.randrange(len(raw))]
+            else:
+                raw[rng.randrange(len(raw))] = rng.randrange(256)
+            bodies.append(bytes(raw))
+        else:
+            bodies.append(json.dumps(_random_json(rng)).encode())
+    return bodies
+
+
+def test_fuzzed_bodies_over_http_always_get_a_json_answer(export):
+    """A few hundred seeded random/hostile bodies over loopback HTTP: every one gets a 200 or
+    a 4xx with a JSON body, none a dropped connection or a 500."""
+    import http.client
+    import random
+    import time
+    rng = random.Random(14)
+    bodies = _fuzz_bodies(rng, 300)
+    paths = ["/v1/models/image_encoder:predict", "/v1/models/image_to_text:predict",
+             "/v1/models/text_encoder:predict", "/v1/models/text_to_image/versions/1:predict"]
+    httpd = rest.serve_http(export["server"], port=0, host="127.0.0.1")
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 240
+    statuses = []
+    try:
+        port = httpd.server_address[1]
+        for i, body in enumerate(bodies):
+            assert time.monotonic() < deadline, f"fuzzing took over 240 s ({i} bodies)"
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            try:
+                conn.request("POST", rng.choice(paths), body=body,
+                             headers={"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                status, payload = resp.status, resp.read()
+            except (ConnectionError, http.client.HTTPException) as err:
+                pytest.fail(f"body {i} {body[:80]!r}: connection dropped ({err!r})")
+            finally:
+                conn.close()
+            answer = json.loads(payload)
+            assert status == 200 or 400 <= status < 500, (i, body[:200], status, answer)
+            assert isinstance(answer, dict) and (status == 200) != ("error" in answer), answer
+            statuses.append(status)
+        # Headers a client can get wrong: still an answer.
+        for length in ("abc", "-5"):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            conn.putrequest("POST", paths[0])
+            conn.putheader("Content-Length", length)
+            conn.endheaders()
+            resp = conn.getresponse()
+            assert resp.status == 400 and "Content-Length" in json.loads(resp.read())["error"]
+            conn.close()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=10)
+    assert len(statuses) == len(bodies) and statuses.count(200) >= 1

@@ -41,8 +41,8 @@ def _metrics(workdir):
 @pytest.mark.slow
 def test_eval_mode_without_a_trained_run_names_the_problem(tmp_path):
     proc = _main("--mode=eval", f"--workdir={tmp_path}", *SMALL, check=False)
-    assert proc.returncode != 0
-    assert "no selected checkpoint" in proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert f"error: --workdir={tmp_path}: no selected checkpoint" in proc.stderr
 
 
 @pytest.mark.slow

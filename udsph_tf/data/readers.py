@@ -1,5 +1,6 @@
 """Readers for the release formats (.mat v5/v7.3, .h5, .npz, .npy, image folders) and datasets."""
 
+import contextlib
 import os
 import re
 import warnings
@@ -9,6 +10,7 @@ import numpy as np
 
 from udsph_tf.data import validation as V
 from udsph_tf.data.types import CrossModalData
+from udsph_tf.errors import ConfigError, DataError, MissingFileError, UserError
 
 MIRFLICKR_LABELS = [
     "animals", "baby", "bird", "car", "clouds", "dog", "female", "flower", "food", "indoor",
@@ -37,13 +39,94 @@ MIRFLICKR730_FILE = "mirflickr730-efficientnet-lite0.npz"
 MIRFLICKR730_SPLIT = "mirflickr730-split.npz"
 ID_LIST = "img_database.txt"
 TAG_VOCAB = "common_tags.txt"
-DATASETS = ("default", "mirflickr", "nuswide", "coco", "mirflickr730", "custom")
+DATASETS = ("default", "mirflickr", "nuswide", "coco", "mirflickr730", "custom",
+            "synthetic_single", "synthetic_dense")
 
 _MAT73_MAGIC = b"MATLAB 7.3"
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # an archive with members / an empty one
 
 
 # --------------------------------------------------------------------------------------------
 # Arrays from files
+
+
+@contextlib.contextmanager
+def _reading(path, fmt):
+    """One DataError naming the file for whatever a reader library raises on damaged bytes:
+    zipfile, zlib, h5py, scipy.io and numpy raise a zoo of types, none naming the path."""
+    try:
+        yield
+    except (UserError, MemoryError):
+        raise
+    except PermissionError as err:
+        raise DataError(f"{path}: not readable (permission denied)") from err
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from err
+    except Exception as err:
+        detail = (str(err).strip().splitlines() or [""])[0]
+        raise DataError(f"{path}: cannot read this {fmt} file (truncated or damaged?): "
+                        f"{type(err).__name__}: {detail}") from err
+
+
+def _check_header(path, ext):
+    """Name foreign bytes before numpy does: it would call them 'pickled data'."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if not head:
+        raise DataError(f"{path}: empty file (0 bytes)")
+    if ext == ".npz" and not head.startswith(_ZIP_MAGICS):
+        hint = "; it holds a single array: rename it to .npy" if head.startswith(_NPY_MAGIC) \
+            else ""
+        raise DataError(f"{path}: not a .npz archive (no zip header{hint})")
+    if ext == ".npy" and not head.startswith(_NPY_MAGIC):
+        hint = "; it is a zip archive: rename it to .npz" if head.startswith(_ZIP_MAGICS) else ""
+        raise DataError(f"{path}: not a .npy file (no NumPy header{hint})")
+
+
+def read_npz(path, keys: Optional[Sequence[str]] = None) -> dict:
+    """Arrays of an .npz (all, or `keys`, each required), read eagerly, damage named."""
+    path = V.require_file(path, "data file")
+    with _reading(path, ".npz"):
+        _check_header(path, ".npz")
+        with np.load(path, allow_pickle=False) as z:
+            for key in keys or ():
+                if key not in z.files:
+                    raise V.missing_key(path, key, z.files)
+            return {k: z[k] for k in (keys or z.files)}
+
+
+def _read_npy(path) -> np.ndarray:
+    _check_header(path, ".npy")
+    with _reading(path, ".npy"):
+        try:
+            # Memory-mapped: a large feature matrix is paged in by the rows actually gathered.
+            return np.load(path, allow_pickle=False, mmap_mode="r")
+        except ValueError:
+            short = _npy_shortfall(path)
+            if short:
+                raise DataError(f"{path}: truncated .npy file: {short}") from None
+            raise
+
+
+def _npy_shortfall(path):
+    """'header promises N bytes, M follow' when the data part is cut short, else None."""
+    from numpy.lib import format as npy_format
+    try:
+        with open(path, "rb") as f:
+            major, _ = npy_format.read_magic(f)
+            read_header = npy_format.read_array_header_1_0 if major == 1 else \
+                npy_format.read_array_header_2_0
+            shape, _, dtype = read_header(f)
+            offset = f.tell()
+    except Exception:  # a damaged header: the caller's generic message covers it
+        return None
+    need = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    have = os.path.getsize(path) - offset
+    if have >= need:
+        return None
+    return (f"its header promises shape {tuple(shape)} {dtype} ({need} bytes of data) but "
+            f"only {have} bytes follow")
 
 
 def _is_mat73(path) -> bool:
@@ -68,13 +151,14 @@ def _h5_keys(f) -> List[str]:
 
 def _read_h5(path, key, matlab: bool) -> np.ndarray:
     import h5py
-    with h5py.File(path, "r") as f:
+    with _reading(path, "HDF5" if not matlab else ".mat (v7.3, HDF5)"), \
+            h5py.File(path, "r") as f:
         if key not in f or key.startswith("#"):
             raise V.missing_key(path, key, _h5_keys(f))
         obj = f[key]
         if isinstance(obj, h5py.Group):
             if "MATLAB_sparse" not in obj.attrs:
-                raise ValueError(f"{V.where(path, key)}: is an HDF5 group, not an array")
+                raise DataError(f"{V.where(path, key)}: is an HDF5 group, not an array")
             # MATLAB sparse (column-compressed): data/ir/jc of the (rows x cols) matrix,
             # which is already the transpose of what h5py would show for a dense one.
             import scipy.sparse
@@ -85,8 +169,8 @@ def _read_h5(path, key, matlab: bool) -> np.ndarray:
             mat = scipy.sparse.csc_matrix((data, ir, jc), shape=(n_rows, len(jc) - 1))
             return np.asarray(mat.toarray())
         if obj.dtype == h5py.ref_dtype or obj.dtype.kind == "O":
-            raise ValueError(f"{V.where(path, key)}: holds MATLAB cell/object references, "
-                             "which are not supported; store a numeric matrix")
+            raise DataError(f"{V.where(path, key)}: holds MATLAB cell/object references, "
+                            "which are not supported; store a numeric matrix")
         arr = obj[()]
     # MATLAB is column-major: a (N, D) matrix lands in HDF5 as (D, N), so reverse the axes.
     return np.ascontiguousarray(arr.T) if matlab else np.asarray(arr)
@@ -99,13 +183,14 @@ def _read_mat(path, key) -> np.ndarray:
     try:
         major, _ = matfile_version(path)
     except Exception as e:  # scipy raises several types for a file that is not a .mat
-        raise ValueError(f"{path}: not a readable .mat file ({e})") from e
+        raise DataError(f"{path}: not a readable .mat file ({e})") from e
     if major == 2:
         return _read_h5(path, key, matlab=True)
-    names = [name for name, _, _ in scipy.io.whosmat(path)]
-    if key not in names:
-        raise V.missing_key(path, key, names)
-    arr = scipy.io.loadmat(path, variable_names=[key])[key]
+    with _reading(path, ".mat"):
+        names = [name for name, _, _ in scipy.io.whosmat(path)]
+        if key not in names:
+            raise V.missing_key(path, key, names)
+        arr = scipy.io.loadmat(path, variable_names=[key])[key]
     if scipy.sparse.issparse(arr):
         arr = arr.toarray()
     return np.asarray(arr)
@@ -118,13 +203,16 @@ def list_keys(path) -> List[str]:
     if ext == ".npy":
         return []
     if ext == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            return list(z.files)
+        with _reading(path, ".npz"):
+            _check_header(path, ".npz")
+            with np.load(path, allow_pickle=False) as z:
+                return list(z.files)
     if ext == ".mat" and not _is_mat73(path):
         import scipy.io
-        return [name for name, _, _ in scipy.io.whosmat(path)]
+        with _reading(path, ".mat"):
+            return [name for name, _, _ in scipy.io.whosmat(path)]
     import h5py
-    with h5py.File(path, "r") as f:
+    with _reading(path, "HDF5"), h5py.File(path, "r") as f:
         return _h5_keys(f)
 
 
@@ -135,27 +223,26 @@ def read_array(path, key: Optional[str] = None) -> np.ndarray:
     path = V.require_file(path, "data file")
     ext = os.path.splitext(path)[1].lower()
     if ext == ".npy":
-        # Memory-mapped: a large feature matrix is paged in by the rows actually gathered.
-        arr = np.load(path, allow_pickle=False, mmap_mode="r")
+        arr = _read_npy(path)
     elif ext == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            if key not in z.files:
-                raise V.missing_key(path, key, z.files)
-            arr = z[key]
+        arr = read_npz(path, [key])[key]
     elif ext == ".mat":
         arr = _read_mat(path, key)
     elif ext in (".h5", ".hdf5", ".h5py", ".hdf"):
         arr = _read_h5(path, key, matlab=_is_mat73(path))
     else:
-        raise ValueError(f"{path}: unsupported file type {ext!r} "
-                         "(expected .mat, .h5, .hdf5, .npz or .npy)")
+        raise DataError(f"{path}: unsupported file type {ext!r} "
+                        "(expected .mat, .h5, .hdf5, .npz or .npy)")
     if arr.dtype.kind in "OUSV":
-        raise ValueError(f"{V.where(path, key)}: expected a numeric array, got dtype {arr.dtype}")
+        raise DataError(f"{V.where(path, key)}: expected a numeric array, got dtype {arr.dtype}")
+    if arr.size == 0:  # zero rows (or columns): every later step would fail less clearly
+        raise DataError(f"{V.where(path, key)}: holds no data (shape {arr.shape})")
     return arr
 
 
 def read_lines(path) -> List[str]:
-    with open(V.require_file(path, "text file"), encoding="utf-8") as f:
+    with _reading(path, "UTF-8 text"), \
+            open(V.require_file(path, "text file"), encoding="utf-8") as f:
         return [line.strip() for line in f if line.strip()]
 
 
@@ -177,7 +264,7 @@ def ids_from_paths(paths: Sequence[str]) -> np.ndarray:
 def resolve_image_paths(image_dir: str, rel_paths: Sequence[str], src: str) -> List[str]:
     """Join the id list to image_dir; accept image_dir being the id list's own sub-folder."""
     if not os.path.isdir(image_dir):
-        raise FileNotFoundError(f"--image_dir {image_dir!r} is not a folder")
+        raise MissingFileError(f"--image_dir {image_dir!r} is not a folder")
     joined = [os.path.join(image_dir, p) for p in rel_paths]
     flat = [os.path.join(image_dir, os.path.basename(p)) for p in rel_paths]
     found = np.array([os.path.exists(p) for p in joined])
@@ -186,8 +273,8 @@ def resolve_image_paths(image_dir: str, rel_paths: Sequence[str], src: str) -> L
         if found_flat.any():
             joined, found = flat, found_flat
     if not found.any():
-        raise FileNotFoundError(f"none of the {len(joined)} images listed in {src} exist under "
-                                f"{image_dir!r} (first looked for {joined[0]!r})")
+        raise MissingFileError(f"none of the {len(joined)} images listed in {src} exist under "
+                               f"{image_dir!r} (first looked for {joined[0]!r})")
     if not found.all():
         missing = np.nonzero(~found)[0]
         warnings.warn(f"{missing.size} of {len(joined)} images listed in {src} are missing "
@@ -235,13 +322,13 @@ def _image_dir_mode(image_dir: str, data_dir: str, rows=None):
             lines = read_lines(list_path)
             if rows is not None:
                 if len(lines) <= int(np.max(rows)):
-                    raise ValueError(f"{list_path}: {len(lines)} lines, but row "
-                                     f"{int(np.max(rows))} is needed")
+                    raise DataError(f"{list_path}: {len(lines)} lines, but row "
+                                    f"{int(np.max(rows))} is needed")
                 lines = [lines[i] for i in rows]
             return resolve_image_paths(image_dir, lines, list_path), ids_from_paths(lines), \
                 list_path
-    raise FileNotFoundError(f"raw-image mode (--image_dir={image_dir!r}) needs the row id list "
-                            f"{ID_LIST} (lines like images/im1.jpg) in --image_dir or --data_dir")
+    raise MissingFileError(f"raw-image mode (--image_dir={image_dir!r}) needs the row id list "
+                           f"{ID_LIST} (lines like images/im1.jpg) in --image_dir or --data_dir")
 
 
 def _maybe_vocab(data_dir, tag_dim):
@@ -280,12 +367,7 @@ def _load_mirflickr730(data_dir, image_file, image_key, image_dir, validate):
     from udsph_tf.data.splits import load_split_file
     path = V.require_file(os.path.join(data_dir, MIRFLICKR730_FILE), "mirflickr730",
                           hint="point --data_dir at the shared mirflickr25k folder")
-    with np.load(path, allow_pickle=False) as z:
-        need = ["feat_lite0_1280", "LAll", "YAll", "image_id", "row_in_20015"]
-        for key in need:
-            if key not in z.files:
-                raise V.missing_key(path, key, z.files)
-        arrays = {k: z[k] for k in need}
+    arrays = read_npz(path, ["feat_lite0_1280", "LAll", "YAll", "image_id", "row_in_20015"])
     images, image_src = arrays["feat_lite0_1280"], V.where(path, "feat_lite0_1280")
     image_paths, ids = None, arrays["image_id"].astype(np.int64)
     if image_file:
@@ -295,8 +377,8 @@ def _load_mirflickr730(data_dir, image_file, image_key, image_dir, validate):
         image_paths, path_ids, image_src = _image_dir_mode(image_dir, data_dir,
                                                            rows=arrays["row_in_20015"])
         if path_ids.dtype.kind == "i" and not np.array_equal(path_ids, ids):
-            raise ValueError(f"{image_src}: the lines at row_in_20015 of {path} do not name "
-                             "its image_id photos (a different id list?)")
+            raise DataError(f"{image_src}: the lines at row_in_20015 of {path} do not name "
+                            "its image_id photos (a different id list?)")
     images = _rows_first(images, len(arrays["LAll"]))
     if validate:
         V.validate_arrays("mirflickr730", labels=arrays["LAll"], label_src=V.where(path, "LAll"),
@@ -325,21 +407,22 @@ def load_dataset(name: str, data_dir: str = "", *, image_file: str = "", tag_fil
     --image_dir (raw images named by img_database.txt), the release's image file.
     """
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {list(DATASETS)}")
-    if name == "default":
-        from udsph_tf.data.synthetic import generate_default
+        raise ConfigError(f"--dataset={name}: unknown dataset {name!r}; choose one of "
+                          f"{list(DATASETS)}")
+    from udsph_tf.data.synthetic import GENERATED
+    if name in GENERATED:
         given = [f for f in (data_dir, image_file, tag_file, label_file, image_dir) if f]
         if given:
-            warnings.warn(f"the default dataset is generated; ignoring {given} "
+            warnings.warn(f"the {name} dataset is generated; ignoring {given} "
                           "(use --dataset=custom to read your own files)")
-        return generate_default()
+        return GENERATED[name]()
     image_file = _in_dir(data_dir, image_file)
     tag_file = _in_dir(data_dir, tag_file)
     label_file = _in_dir(data_dir, label_file)
     if name == "mirflickr730":
         return _load_mirflickr730(data_dir, image_file, image_key, image_dir, validate)
     if data_dir and not os.path.isdir(data_dir):
-        raise FileNotFoundError(f"{name}: --data_dir {data_dir!r} is not a folder")
+        raise MissingFileError(f"{name}: --data_dir {data_dir!r} is not a folder")
 
     sources = {}
     for modality, given, key in (("labels", label_file, label_key), ("tags", tag_file, tag_key)):
@@ -347,11 +430,11 @@ def load_dataset(name: str, data_dir: str = "", *, image_file: str = "", tag_fil
             sources[modality] = (V.require_file(given, f"{name} {modality} (--{modality[:-1]}"
                                                 "_file)"), key)
         elif name == "custom":
-            raise ValueError(f"custom dataset: --{modality[:-1]}_file is required")
+            raise ConfigError(f"--{modality[:-1]}_file is required by --dataset=custom")
         else:
             found, tried = _find_in_layout(name, data_dir, modality, key)
             if found is None:
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"{name}: no {modality} file found; looked for {', '.join(tried)}. "
                     f"Point --data_dir at the release or give --{modality[:-1]}_file")
             sources[modality] = found
@@ -366,15 +449,15 @@ def load_dataset(name: str, data_dir: str = "", *, image_file: str = "", tag_fil
     elif name != "custom":
         found, tried = _find_in_layout(name, data_dir, "images", image_key)
         if found is None:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"{name}: no image side found; looked for {', '.join(tried)}. Give precomputed "
                 "image features with --image_file=FILE (.npy/.npz/.mat/.h5; --image_key=KEY "
                 "names the array), or raw images with --image_dir=DIR (row ids from "
                 f"{ID_LIST}, lines like images/im1.jpg)")
         images, image_src = read_array(*found), V.where(*found)
     else:
-        raise ValueError("custom dataset: give the image side with --image_file (features) "
-                         "or --image_dir (raw images listed in img_database.txt)")
+        raise ConfigError("--image_file: --dataset=custom needs the image side: --image_file "
+                          "(features) or --image_dir (raw images listed in img_database.txt)")
 
     images = _rows_first(images, len(labels))
     if validate:
@@ -398,9 +481,19 @@ def load_dataset(name: str, data_dir: str = "", *, image_file: str = "", tag_fil
 def load_dataset_from_config(config) -> CrossModalData:
     """load_dataset with the Config fields of the same names; --data_source=tfds reads a
     built TFDS dataset instead (udsph_tf.data.tfds), so callers need one entry point."""
-    if getattr(config, "data_source", "raw") == "tfds":
+    if config.data_source == "tfds":
         from udsph_tf.data.tfds import load_tfds_from_config
-        return load_tfds_from_config(config)
+        data = load_tfds_from_config(config)
+    else:
+        data = _load_raw_from_config(config)
+    if config.text_features == "glove":
+        from udsph_tf.data.glove import with_glove_text
+        split = data.default_split
+        data = with_glove_text(data, None if split is None else split.train_idx)
+    return data
+
+
+def _load_raw_from_config(config) -> CrossModalData:
     return load_dataset(config.dataset, config.data_dir, image_file=config.image_file,
                         tag_file=config.tag_file, label_file=config.label_file,
                         image_key=config.image_key, tag_key=config.tag_key,

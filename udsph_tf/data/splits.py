@@ -6,7 +6,9 @@ import warnings
 import numpy as np
 
 from udsph_tf.data import validation as V
+from udsph_tf.data.readers import read_npz
 from udsph_tf.data.types import Split
+from udsph_tf.errors import ConfigError, DataError
 
 # (queries, training items, full dataset size) of the standard protocols (design.md section 2).
 STANDARD_SIZES = {
@@ -15,6 +17,10 @@ STANDARD_SIZES = {
     "coco": (5000, 10000, 122218),
     "mirflickr730": (100, 500, 730),
     "default": (500, 2000, 4000),
+    # Generated families (udsph_tf/data/synthetic.py). synthetic_single trains on the whole
+    # database, as small single-label benchmarks do (e.g. 693 queries / 2,173 pairs).
+    "synthetic_single": (693, 2173, 2866),
+    "synthetic_dense": (500, 2000, 4000),
 }
 # Anything else (custom): the MIRFlickr fractions, so a 20k custom set gets the familiar sizes.
 _CUSTOM_FRACTIONS = (2000 / 20015, 10000 / 20015)
@@ -49,7 +55,7 @@ def carve_validation(pool: np.ndarray, num_val: int, seed: int):
     if num_val < 0:
         num_val = default_num_val(pool.size)
     if num_val >= pool.size and pool.size:
-        raise ValueError(f"num_val={num_val} leaves no training items out of {pool.size}")
+        raise ConfigError(f"--num_val={num_val} leaves no training items out of {pool.size}")
     # An independent stream, so the validation draw never shifts the query/train draw.
     rng = np.random.default_rng([int(seed), 1])
     chosen = rng.permutation(pool.size)[:num_val]
@@ -66,7 +72,7 @@ def make_split(num_items: int, dataset_name: str, seed: int, num_query: int = -1
     -1 sizes mean the dataset's standard numbers (scaled down with a warning for small data).
     """
     if num_items < 3:
-        raise ValueError(f"{dataset_name}: a split needs at least 3 items, got {num_items}")
+        raise DataError(f"{dataset_name}: a split needs at least 3 items, got {num_items}")
     std_q, std_t = standard_sizes(dataset_name, num_items) \
         if min(num_query, num_train) < 0 else (num_query, num_train)
     q = std_q if num_query < 0 else int(num_query)
@@ -74,8 +80,9 @@ def make_split(num_items: int, dataset_name: str, seed: int, num_query: int = -1
     if num_train < 0 and q + t > num_items:
         t = num_items - q  # an explicit large query set leaves the rest to training
     if q < 1 or t < 1 or q + t > num_items:
-        raise ValueError(f"{dataset_name}: cannot split {num_items} items into {q} queries and "
-                         f"{t} training items (num_query + num_train must be <= {num_items})")
+        raise ConfigError(f"{dataset_name}: cannot split {num_items} items into {q} queries "
+                          f"and {t} training items (--num_query + --num_train must be <= "
+                          f"{num_items})")
     perm = np.random.default_rng(int(seed)).permutation(num_items)
     train, val = carve_validation(perm[q:q + t], num_val, seed)
     return Split(query_idx=np.sort(perm[:q]), database_idx=np.sort(perm[q:]),
@@ -89,20 +96,14 @@ def load_split_file(path, num_items: int, *, seed: int = 0, num_val: int = -1) -
     database_idx may be omitted (then: every non-query row). The file's `seed` wins over `seed`.
     """
     V.require_file(path, "split file (--split_file)")
-    try:
-        z = np.load(path, allow_pickle=False)
-    except Exception as e:
-        raise ValueError(f"{path}: not a readable .npz split file ({e})") from e
-    with z:
-        keys = list(z.files)
-        for key in ("query_idx", "train_idx"):
-            if key not in keys:
-                raise V.missing_key(path, key, keys)
-        arrays = {k: np.asarray(z[k]) for k in keys}
+    arrays = read_npz(path)  # a damaged or foreign file is named there
+    for key in ("query_idx", "train_idx"):
+        if key not in arrays:
+            raise V.missing_key(path, key, list(arrays))
     for key in ("query_idx", "database_idx", "train_idx", "val_idx"):
         if key in arrays and not np.issubdtype(arrays[key].dtype, np.integer):
-            raise ValueError(f"{V.where(path, key)}: indices must be integers, "
-                             f"got dtype {arrays[key].dtype}")
+            raise DataError(f"{V.where(path, key)}: indices must be integers, "
+                            f"got dtype {arrays[key].dtype}")
     query = arrays["query_idx"].astype(np.int64).reshape(-1)
     if "database_idx" in arrays:
         database = arrays["database_idx"].astype(np.int64).reshape(-1)

@@ -71,3 +71,76 @@ def generate_default(seed: int = 0, num_items: int = 4000, *, num_labels: int = 
         labels=labels.astype(np.float32), ids=np.arange(num_items, dtype=np.int64),
         tag_vocab=[f"tag{j:04d}" for j in range(tag_dim)],
         label_names=[f"concept{c:02d}" for c in range(num_labels)])
+
+
+def generate_single_label(seed: int = 0, num_items: int = 2866, *, num_classes: int = 10,
+                          image_dim: int = 128, topic_dim: int = 10, words_per_image: int = 40,
+                          image_signal: float = 0.03, modes_per_class: int = 3,
+                          text_concentration: float = 2.0, text_signal: float = 0.8
+                          ) -> CrossModalData:
+    """Family (a): single-label classes, histogram images, dense topic-proportion text.
+
+    Images are bag-of-visual-words histograms (rows sum to 1, many zeros): `words_per_image`
+    draws from a mixture of a class-specific and a shared background word distribution, with
+    weight `image_signal` on the class part (a weak image modality). Texts are topic
+    proportions (rows sum to 1, dense, no zeros): each class is a union of `modes_per_class`
+    sparse topic profiles (a category spans several subjects), and a text is a Dirichlet draw
+    whose mean puts `text_signal` on one of its class's profiles. The text carries the labels
+    well but not linearly (a class is several clusters of the simplex). One label per item.
+    """
+    if num_items < num_classes or num_classes < 2 or image_dim < 2 or topic_dim < 2:
+        raise ValueError(f"generate_single_label: bad sizes num_items={num_items}, "
+                         f"num_classes={num_classes}, image_dim={image_dim}, "
+                         f"topic_dim={topic_dim}")
+    rng = np.random.default_rng(seed)
+    classes = rng.integers(0, num_classes, num_items)
+    labels = np.zeros((num_items, num_classes), np.float32)
+    labels[np.arange(num_items), classes] = 1.0
+
+    background = rng.dirichlet(np.full(image_dim, 0.3))
+    class_words = rng.dirichlet(np.full(image_dim, 0.1), size=num_classes)
+    word_p = (1 - image_signal) * background + image_signal * class_words[classes]
+    counts = np.stack([rng.multinomial(words_per_image, p) for p in word_p])
+    images = counts / counts.sum(1, keepdims=True)
+
+    profiles = rng.dirichlet(np.full(topic_dim, 0.3), size=(num_classes, modes_per_class))
+    modes = rng.integers(0, modes_per_class, num_items)
+    mean = (1 - text_signal) / topic_dim + text_signal * profiles[classes, modes]
+    texts = np.stack([rng.dirichlet(text_concentration * topic_dim * m) for m in mean])
+    texts = np.maximum(texts, 1e-6)
+    texts /= texts.sum(1, keepdims=True)  # topic proportions: strictly positive, sum to 1
+    return CrossModalData(
+        name="synthetic_single", images=images.astype(np.float32),
+        tags=texts.astype(np.float32), labels=labels,
+        ids=np.arange(num_items, dtype=np.int64),
+        tag_vocab=[f"topic{j:02d}" for j in range(topic_dim)],
+        label_names=[f"class{c:02d}" for c in range(num_classes)])
+
+
+def generate_dense_text(seed: int = 0, num_items: int = 4000, *, embed_dim: int = 64,
+                        word_noise: float = 0.6) -> CrossModalData:
+    """Family (b): the default's labels and images, text as a dense real embedding.
+
+    Each text is the mean of 'word vectors' of its tags (random Gaussian vectors, with the
+    tags of one label sharing a direction) plus noise, then centred: dense, with negative
+    values, like sentence embeddings or averaged word vectors.
+    """
+    base = generate_default(seed, num_items)
+    rng = np.random.default_rng([seed, 2])
+    tag_dim, num_labels = base.tag_dim, base.num_labels
+    label_dirs = rng.standard_normal((num_labels, embed_dim))
+    # A tag's vector leans towards the label whose items use it most (as word meanings do).
+    owner = np.argmax(base.labels.T @ base.tags + 1e-3 * rng.random((num_labels, tag_dim)), 0)
+    words = label_dirs[owner] + word_noise * rng.standard_normal((tag_dim, embed_dim)) * 2.0
+    counts = np.maximum(base.tags.sum(1, keepdims=True), 1.0)
+    texts = base.tags @ words / counts + 0.3 * rng.standard_normal((num_items, embed_dim))
+    texts -= texts.mean(0)
+    return CrossModalData(
+        name="synthetic_dense", images=base.images, tags=texts.astype(np.float32),
+        labels=base.labels, ids=base.ids,
+        tag_vocab=[f"dim{j:02d}" for j in range(embed_dim)], label_names=base.label_names)
+
+
+# Generated datasets by --dataset name: each a family of the learning-quality tests.
+GENERATED = {"default": generate_default, "synthetic_single": generate_single_label,
+             "synthetic_dense": generate_dense_text}

@@ -5,6 +5,8 @@ from typing import Optional
 
 import numpy as np
 
+from udsph_tf.errors import DataError
+
 
 def _as_index_array(values, name):
     arr = np.asarray(values if values is not None else [], dtype=np.int64).reshape(-1)
@@ -34,33 +36,34 @@ class Split:
         self.seed = int(self.seed)
 
     def check(self, num_items: int, where: str = "split") -> "Split":
-        """Raise ValueError naming `where` if the split breaks an invariant; return self."""
+        """Raise DataError (a ValueError) naming `where` if the split breaks an invariant;
+        return self."""
         parts = {"query_idx": self.query_idx, "database_idx": self.database_idx,
                  "train_idx": self.train_idx, "val_idx": self.val_idx}
         for name, idx in parts.items():
             if idx.size and idx.max() >= num_items:
-                raise ValueError(f"{where}: {name} holds index {int(idx.max())} but the dataset "
-                                 f"has only {num_items} rows")
+                raise DataError(f"{where}: {name} holds index {int(idx.max())} but the dataset "
+                                f"has only {num_items} rows")
             ordered = np.sort(idx)  # sort-based: numpy 2's hashing np.unique is slower here
             if (ordered[1:] == ordered[:-1]).any():
-                raise ValueError(f"{where}: {name} holds duplicate indices")
+                raise DataError(f"{where}: {name} holds duplicate indices")
 
         def _overlap(a, b):
             return np.intersect1d(a, b, assume_unique=True).size
 
         if _overlap(self.query_idx, self.database_idx):
-            raise ValueError(f"{where}: query_idx and database_idx share "
-                             f"{_overlap(self.query_idx, self.database_idx)} rows")
+            raise DataError(f"{where}: query_idx and database_idx share "
+                            f"{_overlap(self.query_idx, self.database_idx)} rows")
         for name in ("train_idx", "val_idx"):
             outside = parts[name][~np.isin(parts[name], self.database_idx)]
             if outside.size:
-                raise ValueError(f"{where}: {outside.size} rows of {name} are not in "
-                                 f"database_idx (first: {outside[:5].tolist()})")
+                raise DataError(f"{where}: {outside.size} rows of {name} are not in "
+                                f"database_idx (first: {outside[:5].tolist()})")
             if _overlap(parts[name], self.query_idx):
-                raise ValueError(f"{where}: {name} shares rows with query_idx")
+                raise DataError(f"{where}: {name} shares rows with query_idx")
         if _overlap(self.train_idx, self.val_idx):
-            raise ValueError(f"{where}: train_idx and val_idx share "
-                             f"{_overlap(self.train_idx, self.val_idx)} rows")
+            raise DataError(f"{where}: train_idx and val_idx share "
+                            f"{_overlap(self.train_idx, self.val_idx)} rows")
         return self
 
     def sizes(self) -> dict:

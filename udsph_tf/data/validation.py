@@ -5,6 +5,8 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
+from udsph_tf.errors import DataError, MissingFileError
+
 # Dimensions of the standard releases: a mismatch almost always means the wrong file or key.
 KNOWN_TAG_DIMS = {"mirflickr": 1386, "mirflickr730": 1386, "nuswide": 1000}
 KNOWN_LABEL_DIMS = {"mirflickr": 24, "mirflickr730": 24, "nuswide": 21, "coco": 80}
@@ -19,28 +21,28 @@ def where(path, key=None) -> str:
 def require_file(path, what: str, hint: str = "") -> str:
     if not path or not os.path.isfile(path):
         msg = f"{what}: file not found: {path!r}"
-        raise FileNotFoundError(msg + (f". {hint}" if hint else ""))
+        raise MissingFileError(msg + (f". {hint}" if hint else ""))
     return path
 
 
-def missing_key(path, key, available: Sequence[str]) -> ValueError:
-    return ValueError(f"{path}: no key {key!r}; the file holds {sorted(available)} "
-                      "(choose one with --image_key/--tag_key/--label_key)")
+def missing_key(path, key, available: Sequence[str]) -> DataError:
+    return DataError(f"{path}: no key {key!r}; the file holds {sorted(available)} "
+                     "(choose one with --image_key/--tag_key/--label_key)")
 
 
 def check_numeric(arr: np.ndarray, src: str) -> np.ndarray:
     if arr.dtype == np.bool_:
         return arr
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise ValueError(f"{src}: expected a numeric array, got dtype {arr.dtype}")
+        raise DataError(f"{src}: expected a numeric array, got dtype {arr.dtype}")
     return arr
 
 
 def check_ndim(arr: np.ndarray, src: str, allowed: Sequence[int]) -> np.ndarray:
     if arr.ndim not in allowed:
         dims = ", ".join(map(str, allowed[:-1])) + (" or " if len(allowed) > 1 else "")
-        raise ValueError(f"{src}: expected an array with {dims}{allowed[-1]} dimensions, "
-                         f"got shape {arr.shape}")
+        raise DataError(f"{src}: expected an array with {dims}{allowed[-1]} dimensions, "
+                        f"got shape {arr.shape}")
     return arr
 
 
@@ -49,8 +51,8 @@ def check_finite(arr: np.ndarray, src: str) -> np.ndarray:
         bad = ~np.isfinite(arr)
         if bad.any():
             rows = np.unique(np.nonzero(bad.reshape(len(arr), -1))[0])
-            raise ValueError(f"{src}: {int(bad.sum())} NaN/inf values in {rows.size} rows "
-                             f"(first rows: {rows[:5].tolist()})")
+            raise DataError(f"{src}: {int(bad.sum())} NaN/inf values in {rows.size} rows "
+                            f"(first rows: {rows[:5].tolist()})")
     return arr
 
 
@@ -60,25 +62,25 @@ def check_binary(arr: np.ndarray, src: str) -> np.ndarray:
     bad = (arr != 0) & (arr != 1)
     if bad.any():
         values = np.unique(arr[bad])[:5].tolist()
-        raise ValueError(f"{src}: labels must be 0/1, found {int(bad.sum())} other values "
-                         f"(e.g. {values})")
+        raise DataError(f"{src}: labels must be 0/1, found {int(bad.sum())} other values "
+                        f"(e.g. {values})")
     return arr
 
 
 def check_nonnegative(arr: np.ndarray, src: str) -> np.ndarray:
     if np.issubdtype(arr.dtype, np.signedinteger) or np.issubdtype(arr.dtype, np.floating):
         if (arr < 0).any():
-            raise ValueError(f"{src}: tag bag-of-words must be >= 0, found "
-                             f"{int((arr < 0).sum())} negative entries")
+            raise DataError(f"{src}: tag bag-of-words must be >= 0, found "
+                            f"{int((arr < 0).sum())} negative entries")
     return arr
 
 
 def check_no_empty_rows(labels: np.ndarray, src: str) -> np.ndarray:
     empty = np.nonzero(labels.sum(axis=1) == 0)[0]
     if empty.size:
-        raise ValueError(f"{src}: {empty.size} of {len(labels)} items have no label "
-                         f"(first rows: {empty[:10].tolist()}); the cleaned releases drop such "
-                         "items, so filter them before training")
+        raise DataError(f"{src}: {empty.size} of {len(labels)} items have no label "
+                        f"(first rows: {empty[:10].tolist()}); the cleaned releases drop such "
+                        "items, so filter them before training")
     return labels
 
 
@@ -87,21 +89,21 @@ def check_row_counts(rows: Dict[str, Tuple[str, int]]) -> None:
     counts = {n for _, n in rows.values()}
     if len(counts) > 1:
         listing = "; ".join(f"{m}: {n} rows in {src}" for m, (src, n) in rows.items())
-        raise ValueError(f"row counts disagree between modalities: {listing}. A .h5 written "
-                         "by MATLAB stores arrays transposed; save it as a .mat v7.3 (which "
-                         "is transposed back here) or transpose it")
+        raise DataError(f"row counts disagree between modalities: {listing}. A .h5 written "
+                        "by MATLAB stores arrays transposed; save it as a .mat v7.3 (which "
+                        "is transposed back here) or transpose it")
 
 
 def check_known_dims(dataset: str, tags: np.ndarray, tag_src: str,
                      labels: np.ndarray, label_src: str) -> None:
     want_t = KNOWN_TAG_DIMS.get(dataset)
     if want_t is not None and tags.shape[1] != want_t:
-        raise ValueError(f"{tag_src}: {dataset} tags should be {want_t}-d, got {tags.shape[1]} "
-                         "columns (wrong file or key? use --dataset=custom for other vocabularies)")
+        raise DataError(f"{tag_src}: {dataset} tags should be {want_t}-d, got {tags.shape[1]} "
+                        "columns (wrong file or key? use --dataset=custom for other vocabularies)")
     want_l = KNOWN_LABEL_DIMS.get(dataset)
     if want_l is not None and labels.shape[1] != want_l:
-        raise ValueError(f"{label_src}: {dataset} has {want_l} labels, got {labels.shape[1]} "
-                         "columns (wrong file or key? use --dataset=custom for other label sets)")
+        raise DataError(f"{label_src}: {dataset} has {want_l} labels, got {labels.shape[1]} "
+                        "columns (wrong file or key? use --dataset=custom for other label sets)")
 
 
 def validate_arrays(dataset: str, *, labels: np.ndarray, label_src: str,
@@ -125,6 +127,7 @@ def validate_arrays(dataset: str, *, labels: np.ndarray, label_src: str,
     check_binary(labels, label_src)
     check_no_empty_rows(labels, label_src)
     check_finite(tags, tag_src)
-    check_nonnegative(tags, tag_src)
+    # Negative text values are legal (z-scored topics, sentence embeddings): the bag-of-words
+    # front-end checks non-negativity itself when --text_encoder resolves to bow.
     if images is not None:
         check_finite(images, image_src)

@@ -94,7 +94,8 @@ def code_stats(codes):
 
     Returns bit_balance (mean of each +-1 bit: 0 is balanced, +-1 a constant bit),
     mean_abs_balance, distinct_codes, most_common_fraction (share of items holding the most
-    frequent code: 1.0 means every item has one code), num_codes and bits.
+    frequent code: 1.0 means every item has one code), entropy_bits (Shannon entropy of the
+    code distribution: log2 of the number of equally used codes), num_codes and bits.
     """
     c = check_codes(codes, "codes")
     packed = pack_bits(c > 0)
@@ -103,11 +104,30 @@ def code_stats(codes):
                                                        packed.shape[1]))).ravel()
     _, counts = np.unique(rows, return_counts=True)
     balance = c.mean(axis=0, dtype=np.float64)
+    p = counts / c.shape[0]
     return {
         "bit_balance": balance,
         "mean_abs_balance": float(np.abs(balance).mean()),
         "distinct_codes": int(counts.size),
         "most_common_fraction": float(counts.max() / c.shape[0]),
+        "entropy_bits": float(-(p * np.log2(p)).sum()),
         "num_codes": int(c.shape[0]),
         "bits": int(c.shape[1]),
     }
+
+
+def collapse_stats(codes, labels):
+    """The scalars that make a collapse visible, and the verdict.
+
+    collapsed: one code holds at least half of the items, or there are fewer than a quarter
+    as many distinct codes as distinct label sets among the items (the codes cannot tell the
+    label combinations apart). Few codes are right for single-label data (one per class), so
+    the rule compares with the label sets rather than with the item count.
+    """
+    st = code_stats(codes)
+    label_sets = int(np.unique(check_labels(labels, "labels"), axis=0).shape[0])
+    collapsed = (st["most_common_fraction"] >= 0.5 or 4 * st["distinct_codes"] < label_sets)
+    return {"distinct_codes": st["distinct_codes"], "label_sets": label_sets,
+            "most_common_fraction": st["most_common_fraction"],
+            "mean_abs_bit_balance": st["mean_abs_balance"],
+            "entropy_bits": st["entropy_bits"], "collapsed": bool(collapsed)}

@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 
+from udsph_tf import run_identity
 from udsph_tf.export.codes import (RunEncoders, SavedModelEncoders, build_database,
                                    cached_database, latest_export)
 from udsph_tf.export.exporter import (IMAGE_ENCODER, IMAGE_TO_TEXT, MODEL_NAMES, TEXT_ENCODER,
@@ -50,6 +51,7 @@ def load_run(config, data=None, split=None):
     if data.images is None:
         raise raw_image_run_error(data.name, config.mode if config.mode in ("export", "search")
                                   else "export")
+    run_identity.check_data(cfg, data, split)  # the data the run was trained on
     imgnet, txtnet, path = restore_encoders(cfg, data.images.shape[1:], data.tag_dim,
                                             data.num_labels)
     return LoadedRun(cfg, data, split, imgnet, txtnet, path, run_name_of(cfg))
@@ -76,7 +78,8 @@ def export_from_checkpoint(config, data=None, split=None):
         metadata={"run_name": run.run_name, "checkpoint": run.checkpoint,
                   "workdir": os.path.abspath(cfg.workdir), "dataset": d.name,
                   "split_seed": s.seed, "database": "split.database_idx",
-                  "label_names": d.label_names, "config": dataclasses.asdict(cfg)})
+                  "label_names": d.label_names, "config": dataclasses.asdict(cfg),
+                  "run": run_identity.export_stamp(cfg.workdir, run.checkpoint)})
     for db in (image_db, text_db):
         db.model_version = str(result.version)
         db.save(os.path.join(run_dir, "databases", f"v{result.version}", f"{db.modality}.npz"))

@@ -28,28 +28,62 @@ def pack_codes_tf(codes):
     return tf.cast(tf.reduce_sum(on * weights, axis=-1), tf.uint8)
 
 
-def validate_batch(x, name):
+def validate_batch(x, name, non_negative=False):
     """In-graph checks with messages that reach the TF Serving client as the error text.
 
-    The trailing-shape check is not redundant with the signature: a loaded signature (and
-    TF Serving's C++ session) feeds a (n, D') tensor into a (None, D) placeholder without
+    None of them is redundant with the signature: a loaded signature (and TF Serving's C++
+    session) feeds a tensor of any rank and trailing shape into a (None, D) placeholder without
     complaint, and a reshape downstream would then silently regroup the numbers.
+    `non_negative`: refuse values < 0 (a bag of words holds counts).
     """
     trailing = x.shape[1:].as_list()
-    checks = [
-        tf.debugging.assert_positive(
-            tf.shape(x)[0], message=f"empty batch: '{name}' has 0 rows; send at least one"),
-    ]
-    if trailing and all(d is not None for d in trailing):
-        want = "[?, " + ", ".join(str(d) for d in trailing) + "]"
-        checks.append(tf.debugging.assert_equal(
-            tf.shape(x)[1:], tf.constant(trailing, tf.int32),
-            message=f"'{name}' must have shape {want} (batch first)"))
-    if x.dtype.is_floating:
-        checks.append(tf.debugging.assert_all_finite(
-            x, message=f"'{name}' contains NaN or Inf values"))
-    with tf.control_dependencies(checks):
+    rank = len(trailing) + 1
+    want = "[" + ", ".join(["?"] + ["?" if d is None else str(d) for d in trailing]) + "]"
+    # The rank is checked first, alone: the checks below index and compare tf.shape(x), which
+    # for another rank fail with shape errors that do not name the input.
+    rank_check = tf.debugging.assert_equal(
+        _runtime_rank(x), tf.constant(rank, tf.int32),
+        message=f"'{name}' must have {rank} dimension{'s' if rank > 1 else ''}, shape {want} "
+                "(batch first)")
+    with tf.control_dependencies([rank_check]):
+        checks = [
+            tf.debugging.assert_positive(
+                tf.shape(x)[0], message=f"empty batch: '{name}' has 0 rows; send at least one"),
+        ]
+        if trailing and all(d is not None for d in trailing):
+            checks.append(tf.debugging.assert_equal(
+                tf.shape(x)[1:], tf.constant(trailing, tf.int32),
+                message=f"'{name}' must have shape {want} (batch first)"))
+        if x.dtype.is_floating:
+            checks.append(tf.debugging.assert_all_finite(
+                x, message=f"'{name}' contains NaN or Inf values"))
+        if non_negative:
+            checks.append(tf.debugging.assert_non_negative(
+                x, message=f"'{name}' holds negative values: this model reads a bag of words "
+                           "(tag counts >= 0); dense text such as sentence embeddings needs "
+                           "a run trained with --text_encoder=dense"))
+    with tf.control_dependencies([rank_check, *checks]):
         return tf.identity(x)
+
+
+def _runtime_rank(x):
+    """The rank of the tensor actually fed, as an int32 computed when the graph runs.
+
+    tf.rank(x) and tf.debugging.assert_rank(x, ...) read the signature's static shape: at
+    trace time they become constants (assert_rank a no-op), and Grappler folds even a raw
+    Rank op from the placeholder's shape, so a (16,) tensor fed to a (None, 16) signature
+    would pass. The length of a boolean_mask of tf.shape(x) depends on values, so it cannot
+    be folded; the mask keeps every entry (a dimension is never negative).
+    """
+    shape = tf.shape(x)
+    return tf.size(tf.boolean_mask(shape, shape >= 0), out_type=tf.int32)
+
+
+def reads_bag_of_words(txtnet):
+    """True when a TxtNet's input is a bag of words (counts >= 0, refused when negative);
+    False for dense text (--text_encoder=dense: embeddings, z-scored topics). A TxtNet built
+    before the `encoder` attribute existed always read a bag of words."""
+    return getattr(txtnet, "encoder", "bow") == "bow"
 
 
 def encoder_outputs(model, x):
@@ -124,7 +158,7 @@ class EncoderModule(tf.Module):
     """
 
     def __init__(self, model, input_name, input_shape, input_dtype=tf.float32, name=None,
-                 tag_vocab=None):
+                 tag_vocab=None, non_negative=False):
         super().__init__(name=name)
         self.model = model
         self.input_name = input_name
@@ -132,7 +166,8 @@ class EncoderModule(tf.Module):
         # The TensorSpec's name becomes the signature's input name (the REST field name).
         spec = tf.TensorSpec([None, *self.input_shape], input_dtype, name=input_name)
         self.serve = tf.function(
-            lambda x: encoder_outputs(self.model, validate_batch(x, input_name)),
+            lambda x: encoder_outputs(self.model,
+                                      validate_batch(x, input_name, non_negative)),
             input_signature=[spec])
         self.vocabulary = None
         if tag_vocab is not None:
@@ -159,9 +194,12 @@ def image_encoder_module(imgnet, feature_shape):
 
 def text_encoder_module(txtnet, tag_dim, tag_vocab=None):
     """Text encoder over the tag bag-of-words: input `tags` (n, tag_dim) float32; with a
-    vocabulary also `from_tag_words` (input `tag_words`, e.g. "sky, clouds")."""
+    vocabulary also `from_tag_words` (input `tag_words`, e.g. "sky, clouds").
+
+    A bag-of-words TxtNet refuses negative `tags`, as training does; a dense one (text
+    embeddings) takes any finite value."""
     return EncoderModule(txtnet, "tags", (int(tag_dim),), name="text_encoder",
-                         tag_vocab=tag_vocab)
+                         tag_vocab=tag_vocab, non_negative=reads_bag_of_words(txtnet))
 
 
 def numpy_codes(hash_):

@@ -35,6 +35,9 @@ def export_run(run_dir, *, imgnet, txtnet, image_shape, tag_dim, bits, database_
     warmup_images / warmup_tags: a few real query inputs replayed by TF Serving on load.
     tag_vocab: tag names of the bag-of-words columns; adds the tag-name signatures
     (text_encoder `from_tag_words`, text_to_image `search_tag_words`).
+    metadata["run"]: the run stamp (run_identity.export_stamp: run id, checkpoint and its
+    step), written into every model's udsph_export.json; versions of another run under
+    `run_dir` are refused.
     Every model of the call gets the same integer version; existing versions stay untouched.
     """
     image_shape = tuple(int(s) for s in image_shape)
@@ -43,6 +46,7 @@ def export_run(run_dir, *, imgnet, txtnet, image_shape, tag_dim, bits, database_
     warmup_tags = np.asarray(warmup_tags, np.float32)
     if len(warmup_images) == 0 or len(warmup_tags) == 0:
         raise ValueError("warm-up inputs must hold at least one row each")
+    layout.check_run_owner(run_dir, MODEL_NAMES, (metadata or {}).get("run"))
     version = layout.choose_version(run_dir, MODEL_NAMES, version)
     image_input = ("image_features", image_shape)
     text_input = ("tags", (tag_dim,))

@@ -8,6 +8,8 @@ docker) exercise the REST formats against a real export:
   bad input. Binary strings travel as {"b64": "..."}; string outputs whose name ends in
   "_bytes" are returned that way, as TF Serving does.
   GET /v1/models/NAME[/versions/V][/metadata]  model status / signature metadata.
+A malformed request of any kind gets a 4xx with a JSON error body; the connection is never
+dropped (tests fuzz it with random and hostile bodies).
 Run it: python -m udsph_tf.export.rest --model_config_file=export/RUN/models.config --port=8501
 """
 
@@ -22,6 +24,7 @@ from google.protobuf import json_format
 from tensorflow.python.saved_model import loader_impl
 
 DEFAULT_SIGNATURE = "serving_default"
+MAX_BODY_BYTES = 64 << 20  # far above any sensible batch; refuse rather than buffer more
 
 
 class RestError(Exception):
@@ -47,6 +50,9 @@ class ServedModel:
         try:
             request = _parse_body(body)
             signature_name = request.get("signature_name", DEFAULT_SIGNATURE)
+            if not isinstance(signature_name, str):
+                raise RestError("'signature_name' must be a string, got "
+                                f"{type(signature_name).__name__}")
             if signature_name not in self.signatures:
                 raise RestError(f'Serving signature name: "{signature_name}" not found in '
                                 f"signature def (available: {sorted(self.signatures)})")
@@ -62,6 +68,8 @@ class ServedModel:
             return 200, {"outputs": _columnar_outputs(outputs)}
         except RestError as err:
             return err.status, {"error": str(err)}
+        except RecursionError:  # numpy and the b64 walk recurse once per nesting level
+            return 400, {"error": "request nested too deeply"}
 
     def metadata(self):
         """GET .../metadata: the SignatureDefs as TF Serving renders them (proto -> JSON)."""
@@ -82,7 +90,9 @@ def _parse_body(body):
     if isinstance(body, (bytes, str)):
         try:
             body = json.loads(body)
-        except json.JSONDecodeError as err:
+        except RecursionError:  # json recurses per level: 5,000 '[' would crash the thread
+            raise RestError("JSON Parse error: nested too deeply") from None
+        except ValueError as err:  # JSONDecodeError, and UnicodeDecodeError for non-UTF-8
             raise RestError(f"JSON Parse error: {err}") from None
     if not isinstance(body, dict):
         raise RestError("request body must be a JSON object")
@@ -310,7 +320,13 @@ class ModelServer:
         return cls(parse_models_config(path))
 
     def handle(self, method, path, body=None):
-        """(HTTP method, URL path, body) -> (status, response dict)."""
+        """(HTTP method, URL path, body) -> (status, response dict); never raises."""
+        try:
+            return self._route(method, path, body)
+        except Exception as err:  # a bug here, yet the client gets an answer, not a reset
+            return 500, {"error": f"internal error: {type(err).__name__}: {err}"}
+
+    def _route(self, method, path, body):
         match = self._PATH.match(path)
         if not match:
             return 404, {"error": f"Malformed request: {method} {path}"}
@@ -338,15 +354,26 @@ def serve_http(server, port, host="127.0.0.1"):
 
     class Handler(BaseHTTPRequestHandler):
         def _reply(self, method):
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else None
-            status, response = server.handle(method, self.path, body)
+            status, response = self._answer(method)
             data = json.dumps(response).encode("utf-8")
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+
+        def _answer(self, method):
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if not 0 <= length <= MAX_BODY_BYTES:
+                self.close_connection = True  # an unread body must not be parsed as a request
+                if length > MAX_BODY_BYTES:
+                    return 413, {"error": f"request body over {MAX_BODY_BYTES} bytes"}
+                return 400, {"error": "invalid Content-Length header"}
+            body = self.rfile.read(length) if length else None
+            return server.handle(method, self.path, body)
 
         def do_GET(self):  # noqa: N802 (http.server naming)
             self._reply("GET")

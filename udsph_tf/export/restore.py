@@ -1,73 +1,52 @@
 """Rebuild ImgNet/TxtNet of a trained run and restore them from its selected checkpoint."""
 
-import dataclasses
 import json
 import os
-import sys
 
 import tensorflow as tf
 
-from udsph_tf.config import Config, config_fields
-
-# Fields that shape the networks or pick the data: export/search must use the run's values.
-RUN_FIELDS = (
-    "bits", "feature_dim", "labnet_hidden", "imgnet_hidden", "txtnet_hidden", "txt_scales",
-    "disc_hidden", "dropout", "label_net", "adversarial", "attention", "attention_dim",
-    "attention_direction", "attention_pool", "lambda_softmax", "lambda_lse", "image_regions",
-    "max_tokens", "token_dim", "region_dim", "backbone",
-    "dataset", "data_dir", "data_source", "tfds_data_dir", "image_file", "tag_file",
-    "label_file", "image_key", "tag_key", "label_key", "split_file", "split_seed",
-    "num_query", "num_train", "num_val", "seed")
+from udsph_tf import run_identity
+from udsph_tf.errors import ConfigError, DataError, MissingFileError
 
 
 def raw_image_run_error(dataset_name, what):
-    """The ValueError for export/search of a run that reads raw images (--image_dir): only
+    """The ConfigError for export/search of a run that reads raw images (--image_dir): only
     runs trained on image features are served, so say how to get one."""
-    return ValueError(
-        f"{dataset_name}: {what} needs a run trained on image features, and this one reads raw "
-        "images (--image_dir); serving a raw-image ImgNet is not supported. Extract the "
+    return ConfigError(
+        f"--image_dir: {what} needs a run trained on image features, and this one "
+        f"({dataset_name}) reads raw images; serving a raw-image ImgNet is not supported. "
+        "Extract the "
         "features with the same backbone (--mode=extract --image_dir=... --backbone=... "
         "--feature_file=F), train on them (--image_file=F --image_key=features) and use that "
         "run")
 
 
 def recorded_config(workdir):
-    """The Config a run recorded in metrics.json (None when the run never finished)."""
-    path = os.path.join(workdir, "metrics.json")
+    """The Config a run recorded (run.json, else metrics.json for older runs), or None."""
+    record = run_identity.read_record(workdir)
+    return None if record is None else record["config"]
+
+
+def run_config(config, explicit=None):
+    """`config` with the run's recorded model/data fields (run_identity.resolve): a field left
+    at its default takes the recorded value, so `--mode=export --workdir=W` needs no
+    repetition of the training flags; a given one that contradicts the record is a
+    ConfigError. explicit: the flags given on the command line (None: the non-default ones).
+    """
+    return run_identity.resolve(config, explicit)
+
+
+def recorded_input_spec(workdir):
+    """The input handling the run resolved at training (trainer.INPUTS_FILE), or None for
+    runs that predate it (then the config alone decides)."""
+    path = os.path.join(workdir, "inputs.json")
     if not os.path.exists(path):
         return None
     try:
         with open(path) as f:
-            recorded = json.load(f).get("config")
+            return json.load(f)
     except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: unreadable run record ({err})") from None
-    return recorded if isinstance(recorded, dict) else None
-
-
-def run_config(config):
-    """`config` with the run's recorded model/data fields where `config` keeps the default.
-
-    So `--mode=export --workdir=W` needs no repetition of the training flags; a flag given
-    with a non-default value still wins (and is reported when it differs from the record).
-    """
-    recorded = recorded_config(config.workdir)
-    if recorded is None:
-        return config
-    defaults = Config()
-    names = {f.name for f in config_fields()}
-    changes, overridden = {}, []
-    for name in RUN_FIELDS:
-        if name not in names or name not in recorded:
-            continue
-        current, default = getattr(config, name), getattr(defaults, name)
-        if current == default:
-            changes[name] = recorded[name]
-        elif current != recorded[name]:
-            overridden.append(f"--{name}={current!r} (run: {recorded[name]!r})")
-    if overridden:
-        print("note: flags differ from the run's record in metrics.json: "
-              + ", ".join(overridden), file=sys.stderr)
-    return dataclasses.replace(config, **changes)
+        raise DataError(f"{path}: unreadable run record ({err})") from None
 
 
 def selected_checkpoint(workdir):
@@ -76,7 +55,8 @@ def selected_checkpoint(workdir):
     best_dir = os.path.join(workdir, BEST_DIR)
     path = tf.train.latest_checkpoint(best_dir)
     if not path:
-        raise FileNotFoundError(
+        # No --workdir prefix: main.py adds it (a prefix here would print it twice).
+        raise MissingFileError(
             f"no selected checkpoint in {best_dir!r}: train first (--mode=train with the same "
             "--workdir; the best checkpoint is written at the first validation)")
     return path
@@ -90,20 +70,22 @@ def restore_encoders(config, image_shape, tag_dim, num_labels, checkpoint_path=N
     Names follow training/checkpointing.RunCheckpoint ("model_imgnet", "model_txtnet").
     """
     from udsph_tf.models import build_models
+    from udsph_tf.training.checkpointing import model_objects, restore_weights
     path = checkpoint_path or selected_checkpoint(config.workdir)
-    models = build_models(config, image_shape, tag_dim, num_labels)
+    models = build_models(config, image_shape, tag_dim, num_labels,
+                          recorded_input_spec(config.workdir))
     imgnet, txtnet = models["imgnet"], models["txtnet"]
-    ckpt = tf.train.Checkpoint(model_imgnet=imgnet, model_txtnet=txtnet)
+    encoders = {"imgnet": imgnet, "txtnet": txtnet}
+    check_all_tracked(tf.train.Checkpoint(**model_objects(encoders)), encoders, path)
     try:
-        status = ckpt.restore(path)
-        status.assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as err:
-        raise ValueError(
-            f"checkpoint {path} does not match the networks built from the flags "
+        # best/ holds the weights alone (a full run checkpoint also works); every variable of
+        # both networks must come from it. A damaged file raises CheckpointUnreadableError.
+        restore_weights(path, encoders)
+    except ValueError as err:
+        raise ConfigError(
+            f"{path}: checkpoint does not match the networks built from the flags "
             f"(bits={config.bits}, image input {tuple(image_shape)}, tag_dim={tag_dim}, "
             f"{num_labels} labels): {str(err).splitlines()[0]}") from None
-    status.expect_partial()  # the rest of the run state is deliberately not restored
-    check_all_tracked(ckpt, {"imgnet": imgnet, "txtnet": txtnet}, path)
     return imgnet, txtnet, path
 
 
@@ -111,12 +93,5 @@ def check_all_tracked(checkpoint, models, path=""):
     """Refuse weights a checkpoint cannot hold: a variable not reachable from the checkpoint
     object (e.g. a layer kept in a plain list inside a Keras 3 layer, which tf.train does not
     traverse) was never saved, so after a restore it still holds its random initial value."""
-    reachable = {id(t) for t in tf.train.TrackableView(checkpoint).descendants()}
-    missing = [v.path for model in models.values() for v in model.variables
-               if id(v) not in reachable]
-    if missing:
-        raise ValueError(
-            f"{len(missing)} network variable(s) are not tracked by the checkpoint "
-            f"{path or ''} and would be exported with random values: {missing[:6]}. "
-            "Their layers are invisible to tf.train.Checkpoint (e.g. Keras layers held in a "
-            "Python list); assign them as attributes in the model and retrain.")
+    from udsph_tf.training import checkpointing
+    checkpointing.check_all_tracked(checkpoint, models, path)

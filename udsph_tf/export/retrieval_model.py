@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from udsph_tf.export.encoders import (TAG_WORDS_SPEC, TagVocabulary, encoder_outputs,
-                                      validate_batch)
+                                      reads_bag_of_words, validate_batch)
 
 RETRIEVAL_OUTPUTS = ("ids", "positions", "distances", "query_packed_codes")
 
@@ -91,15 +91,20 @@ class RetrievalModule(tf.Module):
         ids = ids.astype(np.int64) if ids.dtype.kind in "iu" else ids.astype(str).astype(object)
         self.db_ids = tf.Variable(ids, trainable=False, name="database_ids")
 
+        # A bag-of-words text query refuses negative counts, as training does (dense text
+        # encoders take any real value).
+        non_negative = input_name == "tags" and reads_bag_of_words(query_model)
         query_spec = tf.TensorSpec([None, *input_shape], tf.float32, name=input_name)
         packed_spec = tf.TensorSpec([None, self.num_bytes], tf.uint8, name="packed_codes")
         k_spec = tf.TensorSpec([], tf.int32, name="k")
-        self.serve = tf.function(
-            lambda x: self._search_raw(validate_batch(x, input_name), self.default_k),
-            input_signature=[query_spec])
-        self.serve_k = tf.function(
-            lambda x, k: self._search_raw(validate_batch(x, input_name), self._check_k(k)),
-            input_signature=[query_spec, k_spec])
+        def check(x):
+            return validate_batch(x, input_name, non_negative)
+
+        # One-line lambdas: AutoGraph finds a lambda by its source line.
+        self.serve = tf.function(lambda x: self._search_raw(check(x), self.default_k),
+                                 input_signature=[query_spec])
+        self.serve_k = tf.function(lambda x, k: self._search_raw(check(x), self._check_k(k)),
+                                   input_signature=[query_spec, k_spec])
         self.serve_packed = tf.function(
             lambda p: self._search_packed(validate_batch(p, "packed_codes"), self.default_k),
             input_signature=[packed_spec])

@@ -7,22 +7,31 @@ from udsph_tf.models.discriminator import Discriminator
 from udsph_tf.models.image_input import FeatureInput, make_image_input
 from udsph_tf.models.imgnet import ImgNet
 from udsph_tf.models.labnet import LabNet
+from udsph_tf.models.normalization import (InputNormalizer, resolve_image_norm,
+                                           resolve_text_encoder, resolve_text_norm)
 from udsph_tf.models.txtnet import TxtNet
 
 __all__ = ["LabNet", "ImgNet", "TxtNet", "Discriminator", "CrossModalAttention",
-           "FeatureInput", "make_image_input", "build_models", "MODEL_NAMES"]
+           "FeatureInput", "make_image_input", "build_models", "resolve_input_spec",
+           "InputNormalizer", "MODEL_NAMES"]
 
 MODEL_NAMES = ("labnet", "imgnet", "txtnet", "disc_img", "disc_txt", "attention")
 
-# Defaults for settings the Config may not (yet) carry as fields.
-_DEFAULTS = {"max_tokens": 32, "token_dim": 300, "region_dim": 0}
+def resolve_input_spec(config, train_tags=None):
+    """The resolved input handling of a run: {"image_norm", "text_encoder", "text_norm"}.
+
+    'auto' values are decided from the training text (`train_tags`); without it auto text is
+    taken as a bag of words. Raw-image runs normalise in their backbone, not here.
+    """
+    encoder = resolve_text_encoder(config.text_encoder, train_tags) if train_tags is not None \
+        else ("bow" if config.text_encoder == "auto" else config.text_encoder)
+    image_norm = resolve_image_norm(config.image_norm) if config.backbone == "features" \
+        else "none"
+    return {"image_norm": image_norm, "text_encoder": encoder,
+            "text_norm": resolve_text_norm(config.text_norm, encoder)}
 
 
-def _get(config, name):
-    return getattr(config, name, _DEFAULTS[name])
-
-
-def build_models(config, image_shape, tag_dim, num_labels):
+def build_models(config, image_shape, tag_dim, num_labels, input_spec=None):
     """All networks of a run, built (variables created) by a call on a zero batch of 2.
 
     image_shape: one image input without the batch axis, (D,) or (R, d) features or (H, W, 3)
@@ -35,14 +44,21 @@ def build_models(config, image_shape, tag_dim, num_labels):
     tag_dim, num_labels = int(tag_dim), int(num_labels)
     if tag_dim < 1 or num_labels < 1:
         raise ValueError(f"tag_dim and num_labels must be positive, got {tag_dim}, {num_labels}")
-    region_dim = _get(config, "region_dim") or None
+    spec = input_spec or resolve_input_spec(config)
+    region_dim = config.region_dim or None
+    image_norm = (InputNormalizer(spec["image_norm"], image_shape[-1], name="image_norm")
+                  if spec["image_norm"] != "none" else None)
+    text_norm = (InputNormalizer(spec["text_norm"], tag_dim, name="text_norm")
+                 if spec["text_norm"] != "none" else None)
     imgnet = ImgNet(config.bits, num_labels, hidden=config.imgnet_hidden,
                     feature_dim=config.feature_dim, dropout=config.dropout,
-                    region_dim=region_dim, image_input=make_image_input(config, image_shape))
+                    region_dim=region_dim, image_input=make_image_input(config, image_shape),
+                    normalizer=image_norm, batch_norm=config.batch_norm)
     txtnet = TxtNet(tag_dim, config.bits, num_labels, hidden=config.txtnet_hidden,
                     feature_dim=config.feature_dim, scales=tuple(config.txt_scale_list),
-                    max_tokens=_get(config, "max_tokens"), token_dim=_get(config, "token_dim"),
-                    dropout=config.dropout)
+                    max_tokens=config.max_tokens, token_dim=config.token_dim,
+                    dropout=config.dropout, encoder=spec["text_encoder"],
+                    normalizer=text_norm, batch_norm=config.batch_norm)
     images = np.zeros((2,) + image_shape, np.float32)
     tags = np.zeros((2, tag_dim), np.float32)
     img_out, txt_out = imgnet(images), txtnet(tags)

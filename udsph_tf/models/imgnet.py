@@ -3,7 +3,7 @@
 import keras
 
 from udsph_tf.models.image_input import FeatureInput
-from udsph_tf.models.labnet import HashAndLabelHeads
+from udsph_tf.models.labnet import HashAndLabelHeads, HiddenLayer
 
 
 class ImgNet(keras.Model):
@@ -18,12 +18,15 @@ class ImgNet(keras.Model):
     """
 
     def __init__(self, bits, num_labels, hidden=4096, feature_dim=512, dropout=0.0,
-                 region_dim=None, image_input=None, **kwargs):
+                 region_dim=None, image_input=None, normalizer=None, batch_norm=False,
+                 **kwargs):
         kwargs.setdefault("name", "imgnet")
         super().__init__(**kwargs)
         self.bits, self.num_labels = int(bits), int(num_labels)
         self.image_input = image_input
-        self.hidden = keras.layers.Dense(hidden, activation="relu", name="hidden")
+        # Feature inputs only: fitted on the training rows (models/normalization.py).
+        self.normalizer = normalizer
+        self.hidden = HiddenLayer(hidden, batch_norm, name="hidden")
         self.dropout = keras.layers.Dropout(dropout) if dropout else None
         self.feature = keras.layers.Dense(feature_dim, activation="relu", name="feature")
         self.heads = HashAndLabelHeads(bits, num_labels, name="heads")
@@ -36,8 +39,10 @@ class ImgNet(keras.Model):
             self.image_input = FeatureInput(tuple(input_shape)[1:], name="image_input")
 
     def call(self, images, training=False):
+        if self.normalizer is not None:
+            images = self.normalizer(images)
         regions, pooled = self.image_input(images, training=training)
-        x = self.hidden(pooled)
+        x = self.hidden(pooled, training=training)
         if self.dropout is not None:
             x = self.dropout(x, training=training)
         x = self.feature(x)

@@ -21,6 +21,26 @@ class HashAndLabelHeads(keras.layers.Layer):
         return self.hash_dense(feature), self.label_dense(feature)
 
 
+class HiddenLayer(keras.layers.Layer):
+    """Dense -> ReLU, with optional batch normalisation before the ReLU (--batch_norm)."""
+
+    def __init__(self, units, batch_norm=False, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = keras.layers.Dense(units, activation=None if batch_norm else "relu",
+                                        use_bias=not batch_norm, name="dense")
+        self.norm = keras.layers.BatchNormalization(name="bn") if batch_norm else None
+
+    @property
+    def kernel(self):
+        return self.dense.kernel
+
+    def call(self, x, training=False):
+        x = self.dense(x)
+        if self.norm is None:
+            return x
+        return keras.activations.relu(self.norm(x, training=training))
+
+
 class LabNet(keras.Model):
     """L (n, C) -> hidden ReLU -> feature (n, feature_dim) ReLU -> hash (n, K) tanh, labels."""
 

@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from udsph_tf.models.labnet import HashAndLabelHeads
+from udsph_tf.models.labnet import HashAndLabelHeads, HiddenLayer
 
 
 class MultiScaleFusion(keras.layers.Layer):
@@ -53,22 +53,38 @@ class TxtNet(keras.Model):
 
     def __init__(self, vocab_size, bits, num_labels, hidden=4096, feature_dim=512,
                  scales=(50, 30, 15, 10, 5), max_tokens=32, token_dim=300, dropout=0.0,
-                 **kwargs):
+                 encoder="bow", normalizer=None, batch_norm=False, **kwargs):
         kwargs.setdefault("name", "txtnet")
         super().__init__(**kwargs)
         self.vocab_size, self.bits, self.num_labels = int(vocab_size), int(bits), int(num_labels)
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+        if encoder not in ("bow", "dense"):
+            raise ValueError(f"text encoder must be bow or dense, got {encoder!r}")
+        self.encoder = encoder
         self.max_tokens = min(int(max_tokens), self.vocab_size)
-        self.fusion = MultiScaleFusion(vocab_size, scales, name="fusion") if scales else None
-        self.hidden = keras.layers.Dense(hidden, activation="relu", name="hidden")
+        self.normalizer = normalizer  # fitted on the training rows (models/normalization.py)
+        # The multi-scale fusion pools neighbouring vocabulary columns: meaningful for a
+        # bag of words, not for the coordinates of a dense vector.
+        self.fusion = (MultiScaleFusion(vocab_size, scales, name="fusion")
+                       if scales and encoder == "bow" else None)
+        self.hidden = HiddenLayer(hidden, batch_norm, name="hidden")
         self.dropout = keras.layers.Dropout(dropout) if dropout else None
         self.feature = keras.layers.Dense(feature_dim, activation="relu", name="feature")
         self.heads = HashAndLabelHeads(bits, num_labels, name="heads")
-        self.embedding = keras.layers.Embedding(vocab_size, token_dim, name="tag_embedding")
+        self.embedding = (keras.layers.Embedding(vocab_size, token_dim, name="tag_embedding")
+                          if encoder == "bow" else
+                          keras.layers.Dense(token_dim, name="text_token"))
 
     def tokens(self, bow):
-        """(tokens (n, M, token_dim), mask (n, M) bool) of the present tags."""
+        """(tokens (n, M, token_dim), mask (n, M) bool) of the present tags.
+
+        Dense text has no words: it is one token, a learned projection of the normalised
+        vector, so the attention still compares it with every image region.
+        """
+        if self.encoder == "dense":
+            token = self.embedding(bow)[:, None, :]
+            return token, tf.ones(tf.shape(token)[:2], tf.bool)
         values, index = tf.math.top_k(bow, k=self.max_tokens, sorted=True)
         mask = values > 0
         tokens = self.embedding(index) * tf.cast(mask, self.compute_dtype)[:, :, None]
@@ -79,12 +95,15 @@ class TxtNet(keras.Model):
         if bow.shape[-1] != self.vocab_size:
             raise ValueError(f"TxtNet expects a bag-of-words of width {self.vocab_size}, "
                              f"got shape {bow.shape}")
+        words = bow  # tokens are the present tags of the raw bag of words
+        if self.normalizer is not None:
+            bow = tf.cast(self.normalizer(bow), self.compute_dtype)
         x = self.fusion(bow) if self.fusion is not None else bow
-        x = self.hidden(x)
+        x = self.hidden(x, training=training)
         if self.dropout is not None:
             x = self.dropout(x, training=training)
         x = self.feature(x)
         hash_, label_pred = self.heads(x)
-        tokens, mask = self.tokens(bow)
+        tokens, mask = self.tokens(words if self.encoder == "bow" else bow)
         return {"feature": x, "hash": hash_, "label_pred": label_pred,
                 "tokens": tokens, "token_mask": mask}

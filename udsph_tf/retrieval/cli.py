@@ -16,6 +16,7 @@ import sys
 
 import numpy as np
 
+from udsph_tf.errors import ConfigError, DataError, MissingFileError
 from udsph_tf.retrieval.packing import pack_codes
 
 MAX_TAGS_SHOWN = 8
@@ -35,27 +36,31 @@ class SearchResult:
 
 
 def _query_mode(config):
+    # -1 is the flag's "not given"; any other negative row is a typo, not a missing query.
+    if config.query_image_row < -1:
+        raise ConfigError(f"--query_image_row={config.query_image_row}: out of range (rows "
+                          "are numbered from 0; -1 means no image-row query)")
     given = [name for name, on in (("--query_tags", bool(config.query_tags)),
                                    ("--query_image_row", config.query_image_row >= 0),
                                    ("--query_image_file", bool(config.query_image_file))) if on]
     if len(given) != 1:
-        raise ValueError("--mode=search needs exactly one query: --query_tags=sky,clouds "
-                         "(text->image), --query_image_row=N or --query_image_file=photo.jpg "
-                         f"(image->text); got {given or 'none'}")
+        raise ConfigError("--mode=search needs exactly one query: --query_tags=sky,clouds "
+                          "(text->image), --query_image_row=N or --query_image_file=photo.jpg "
+                          f"(image->text); got {given or 'none'}")
     return given[0]
 
 
 def tags_to_bow(query_tags, vocab, tag_dim):
     """Comma-separated tag names -> (1, tag_dim) 0/1 bag-of-words over `vocab`."""
     if not vocab:
-        raise ValueError("this dataset has no tag vocabulary (common_tags.txt in --data_dir), "
-                         "so --query_tags cannot be mapped to bag-of-words columns")
+        raise DataError("--query_tags: this dataset has no tag vocabulary (common_tags.txt in "
+                        "--data_dir), so tag names cannot be mapped to bag-of-words columns")
     if len(vocab) != tag_dim:
-        raise ValueError(f"tag vocabulary has {len(vocab)} names but the tag input has "
-                         f"{tag_dim} columns")
+        raise DataError(f"--data_dir: the tag vocabulary has {len(vocab)} names but the tag "
+                        f"input has {tag_dim} columns (a vocabulary file of other tags?)")
     words = [w.strip() for w in query_tags.split(",") if w.strip()]
     if not words:
-        raise ValueError(f"--query_tags={query_tags!r} holds no tag")
+        raise ConfigError(f"--query_tags={query_tags!r} holds no tag")
     column = {t: j for j, t in enumerate(vocab)}
     lower = {t.lower(): j for j, t in enumerate(vocab)}
     bow = np.zeros((1, tag_dim), np.float32)
@@ -72,8 +77,8 @@ def tags_to_bow(query_tags, vocab, tag_dim):
             close = difflib.get_close_matches(w.lower(), list(lower), n=5, cutoff=0.6)
             hints.append(f"{w!r} (close: {', '.join(close)})" if close
                          else f"{w!r} (no close match)")
-        raise ValueError(f"unknown tag(s) in --query_tags: {'; '.join(hints)}. The vocabulary "
-                         f"has {len(vocab)} tags, e.g. {', '.join(vocab[:5])}")
+        raise ConfigError(f"--query_tags: unknown tag(s) {'; '.join(hints)}. The vocabulary "
+                          f"has {len(vocab)} tags, e.g. {', '.join(vocab[:5])}")
     return bow, words
 
 
@@ -81,7 +86,7 @@ def image_file_features(config, path, feature_shape):
     """Global features of one photo from the raw-image backbone --backbone (the extractor of
     the run's training features), checked against the run's image input shape."""
     if config.backbone == "features":
-        raise ValueError(
+        raise ConfigError(
             f"--query_image_file={path}: the run was trained on precomputed image features, so "
             "a photo must first go through the same CNN: pass --backbone=efficientnet_lite0 "
             "(the extractor of mirflickr730's features) or the backbone your --image_file "
@@ -92,26 +97,52 @@ def image_file_features(config, path, feature_shape):
     batch = image_data.load_image(path, image_data.ImageSpec(**backbone.preprocessing))
     features = backbone.model(batch, training=False)["global"].numpy().astype(np.float32)
     if tuple(features.shape[1:]) != tuple(feature_shape):
-        raise ValueError(f"--backbone={config.backbone} gives {features.shape[1:]} features but "
-                         f"the run's image input is {tuple(feature_shape)}: use the backbone "
-                         "that made the training features")
+        raise ConfigError(f"--backbone={config.backbone} gives {features.shape[1:]} features "
+                          f"but the run's image input is {tuple(feature_shape)}: use the "
+                          "backbone that made the training features")
     return features
 
 
 def _encoders_and_databases(config, run_cfg, data, split, run_name):
     """Exported encoders + their databases when the run was exported, else the checkpoint's
     encoders with databases cached in the workdir. Returns (encoders, db_dir)."""
-    from udsph_tf import export
-    found = export.latest_export(config.export_dir, run_name, config.export_version)
+    from udsph_tf import export, run_identity
+    try:
+        found = export.latest_export(config.export_dir, run_name, config.export_version)
+    except FileNotFoundError as err:
+        raise MissingFileError(f"--export_version={config.export_version}: {err}") from None
     if found is not None:
         image_dir, text_dir, version = found
+        # The export must be this run's, from its current best/ checkpoint, on its data.
+        run_identity.check_export(run_cfg.workdir, (image_dir, text_dir),
+                                  _export_command(config, run_cfg), config.run_name)
+        run_identity.check_data(run_cfg, data, split)
         db_dir = os.path.join(config.export_dir, run_name, "databases", f"v{version}")
         encoders = export.SavedModelEncoders(image_dir, text_dir)
         encoders.source = str(version)  # the databases' model_version, as exported
         encoders.description = f"exported version {version} ({os.path.dirname(image_dir)})"
         return encoders, db_dir
-    run = export.load_run(run_cfg, data, split)
-    return run.encoders(), os.path.join(run_cfg.workdir, "codes")
+    try:
+        run = export.load_run(run_cfg, data, split)
+    except MissingFileError as err:
+        raise MissingFileError(
+            f"--workdir={run_cfg.workdir}: nothing to search with: no export of run "
+            f"{run_name!r} under --export_dir={config.export_dir} (--mode=export writes one) and "
+            f"{err}") from None
+    encoders = run.encoders()
+    run_id = (run_identity.read_record(run_cfg.workdir) or {}).get("run_id")
+    if run_id:  # the codes cache of a retrained workdir must not match the earlier training's
+        encoders.source += f" run {run_id[:12]}"
+    return encoders, os.path.join(run_cfg.workdir, "codes")
+
+
+def _export_command(config, run_cfg):
+    """The --mode=export command that refreshes this run's export (without --run_name)."""
+    from udsph_tf.config import Config
+    command = f"python main.py --mode=export --workdir={run_cfg.workdir}"
+    if config.export_dir != Config().export_dir:
+        command += f" --export_dir={config.export_dir}"
+    return command
 
 
 def search(config, data=None, split=None, out=None):
@@ -121,9 +152,11 @@ def search(config, data=None, split=None, out=None):
     out = out or sys.stdout
     mode = _query_mode(config)
     if config.top_k < 1:
-        raise ValueError(f"--top_k must be >= 1, got {config.top_k}")
-    # --backbone here names the photo's feature extractor, never the run's network input.
-    run_cfg = export.run_config(replace(config, backbone=Config().backbone))
+        raise ConfigError(f"--top_k must be >= 1, got {config.top_k}")
+    # --backbone(_weights) here name the photo's feature extractor, never the run's network
+    # input (main.py leaves them out of its check against the run's record).
+    run_cfg = export.run_config(replace(config, backbone=Config().backbone,
+                                        backbone_weights=Config().backbone_weights))
     if data is None or split is None:
         from udsph_tf.data import load_dataset_from_config, split_from_config
         data = data if data is not None else load_dataset_from_config(run_cfg)
@@ -140,8 +173,8 @@ def search(config, data=None, split=None, out=None):
     elif mode == "--query_image_row":
         n = data.num_items
         if config.query_image_row >= n:
-            raise ValueError(f"--query_image_row={config.query_image_row} is out of range: "
-                             f"{data.name} has {n} rows (0..{n - 1})")
+            raise ConfigError(f"--query_image_row={config.query_image_row} is out of range: "
+                              f"{data.name} has {n} rows (0..{n - 1})")
         x = data.images[config.query_image_row:config.query_image_row + 1]
         where = "a query item" if config.query_image_row in set(split.query_idx.tolist()) \
             else "not a query item"

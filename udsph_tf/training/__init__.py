@@ -9,8 +9,12 @@ def train_and_evaluate(config, strategy=None, data=None, split=None):
 
 
 def evaluate(config, strategy=None, data=None, split=None):
-    """Test MAP on the query set with the selected checkpoint in config.workdir."""
+    """Test MAP on the query set with the selected checkpoint in config.workdir, on the run's
+    recorded model, data and split (run.json); a missing run creates nothing."""
+    from udsph_tf import run_identity
+    config = run_identity.evaluation_config(config)
     trainer = Trainer(config, strategy=strategy, data=data, split=split)
+    run_identity.check_data(config, trainer.data, trainer.split)
     return trainer.test(history=trainer._read_history())
 
 

@@ -208,13 +208,13 @@ def prepare_raw_images(config, data, split, image_size=None, progress=True):
     return data, split, RawImageInput(images=images, cached=cached, kept=kept, spec=spec)
 
 
-def build_cached_models(config, raw, tag_dim, num_labels):
+def build_cached_models(config, raw, tag_dim, num_labels, input_spec=None):
     """build_models for cached backbone outputs: ImgNet takes (R+1, d) through a
     CachedBackboneInput, so it computes what it computes with the frozen backbone inside."""
     from udsph_tf.models import build_models
     r = raw.images.shape[1] - 1
     models = build_models(dataclasses.replace(config, backbone="features", image_regions=0),
-                          raw.images.shape[1:], tag_dim, num_labels)
+                          raw.images.shape[1:], tag_dim, num_labels, input_spec)
     # The FeatureInput build_models made has no weights; replacing it changes no variable.
     # Keras locks a built layer's attributes; the lock guards new state, and this adds none.
     imgnet = models["imgnet"]

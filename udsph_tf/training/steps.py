@@ -114,6 +114,21 @@ class TrainSteps:
         labels = tf.cast(batch["labels"], tf.float32)
         return batch["images"], tf.cast(batch["tags"], tf.float32), labels, batch["index"]
 
+    def _code_target(self, network, index, hash_out):
+        """Rows of the quantisation target B for this step's anchors (--code_target).
+
+        joint: the per-epoch sign(H_v + H_t + H_l) buffer (SSAH paper). own: the sign of the
+        network's own current output (SSAH code). label: LabNet quantises to its own sign and
+        the modality networks to LabNet's code of the item, so the teacher is never pulled
+        towards its untrained students. Without a label network, label falls back to joint.
+        """
+        target = self.config.code_target
+        if target == "own" or (target == "label" and network == "labnet"):
+            return tf.where(tf.stop_gradient(hash_out) >= 0, 1.0, -1.0)
+        if target == "label" and self.config.label_net:
+            return tf.where(tf.gather(self.buffers["lab_H"], index) >= 0, 1.0, -1.0)
+        return tf.gather(self.buffers["B"], index)
+
     def _pair_targets(self, modality):
         """Buffers a modality's pairwise terms compare against: LabNet's (SSAH), or without a
         label network the other modality's (DCMH-like)."""
@@ -125,10 +140,10 @@ class TrainSteps:
     # --- per-replica steps ---------------------------------------------------------------
     def _labnet_replica(self, batch):
         _, _, labels, index = self._batch(batch)
-        b_rows = tf.gather(self.buffers["B"], index)
         s = L.similarity(labels, self.train_labels)
         with tf.GradientTape() as tape:
             out = self.models["labnet"](labels, training=True)
+            b_rows = self._code_target("labnet", index, out["hash"])
             comps = L.labnet_loss(
                 out, labels, s, tf.stop_gradient(self.buffers["lab_F"]),
                 tf.stop_gradient(self.buffers["lab_H"]), b_rows, weights=self.weights,
@@ -165,8 +180,12 @@ class TrainSteps:
         m = self.models
         network = "imgnet" if modality == "img" else "txtnet"
         f_buf, h_buf = self._pair_targets(modality)
-        b_rows = tf.gather(self.buffers["B"], index)
         s = L.similarity(labels, self.train_labels)
+        other = "txt" if modality == "img" else "img"
+        # The direct image<->text term (beside LabNet's); a DCMH-like run already compares
+        # with the other modality through _pair_targets.
+        cross = (tf.stop_gradient(self.buffers[f"{other}_H"])
+                 if self.config.cross_pair and self.config.label_net else None)
         attention = m.get("attention")
         if attention is not None:
             # The other modality's side of the GLOBAL batch (fixed in this step), so every
@@ -185,6 +204,7 @@ class TrainSteps:
                 h_other = _all_gather(ctx, tf.stop_gradient(v_out["hash"]), axis=0)
         with tf.GradientTape() as tape:
             out = m[network](images if modality == "img" else tags, training=True)
+            b_rows = self._code_target(network, index, out["hash"])
             fake_logits = None
             if self.config.adversarial:
                 # Generator term: its gradient reaches this network through D_m(F_m); only
@@ -202,7 +222,9 @@ class TrainSteps:
                 fake_logits=fake_logits, att=att,
                 att_s=att_s if attention is not None else None,
                 h_other=h_other if attention is not None else None,
-                weights=self.weights, form=self.config.pairwise_form)
+                weights=self.weights, form=self.config.pairwise_form,
+                theta_scale=self.config.attention_theta_scale,
+                consistency=self.config.attention_consistency, cross_buffer=cross)
             loss = scale_to_global(comps["total"], self.global_batch_size)
         self._apply(network, tape, loss)
         return {"logs": self._finish(comps), "index": index,

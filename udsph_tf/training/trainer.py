@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from udsph_tf.errors import ConfigError
 from udsph_tf.training import schedule
 from udsph_tf.training.checkpointing import RunCheckpoint
 from udsph_tf.training.progress import Progress
@@ -20,6 +21,7 @@ from udsph_tf.training.strategy import is_chief, make_strategy, worker_dir
 from udsph_tf.training.summaries import Summaries
 
 ENCODE_BATCH = 1024
+INPUTS_FILE = "inputs.json"  # the resolved --image_norm/--text_encoder/--text_norm of a run
 RAW_ENCODE_BATCH = 32  # a CNN on 1024 photos at once would need GBs of activations
 SELECTION_RULE = ("validation queries (split.val_idx, carved from the training side) against "
                   "the database minus the validation items; score = mean of MAP I->T and T->I "
@@ -57,6 +59,22 @@ def _num_workers(strategy):
     return max(1, len(cluster.get("worker", [])) + len(cluster.get("chief", [])))
 
 
+def input_spec_for(config, train_data, raw=False):
+    """The run's resolved input handling (models.resolve_input_spec), checked against the
+    training text: a bag-of-words front-end refuses negative values."""
+    from udsph_tf.models import resolve_input_spec
+    spec = resolve_input_spec(config, train_data.tags)
+    if raw:
+        spec["image_norm"] = "none"  # the backbone normalises pixels itself
+    if spec["text_encoder"] == "bow":
+        negative = int((np.asarray(train_data.tags) < 0).sum())
+        if negative:
+            raise ConfigError(f"{train_data.name}: --text_encoder=bow needs a non-negative bag "
+                             f"of words, the text has {negative} negative entries; use "
+                             "--text_encoder=dense (or auto) for real-valued text")
+    return spec
+
+
 def _to_codes(h):
     # sign() maps 0 to 0, which is no code; ties go to +1.
     return np.where(np.asarray(h) >= 0, 1, -1).astype(np.int8)
@@ -88,18 +106,21 @@ class Trainer:
         self.n_train = len(split.train_idx)
         self.global_batch_size = config.batch_size
         if config.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {config.batch_size}")
+            raise ConfigError(f"--batch_size: must be >= 1, got {config.batch_size}")
         if self.n_train < self.global_batch_size:
-            raise ValueError(f"batch_size={config.batch_size} exceeds the {self.n_train} "
+            raise ConfigError(f"--batch_size={config.batch_size} exceeds the {self.n_train} "
                              "training items (each pass drops the incomplete last batch)")
         if self.global_batch_size % max(self.strategy.num_replicas_in_sync, 1):
-            raise ValueError(f"batch_size={config.batch_size} is not divisible by the "
+            raise ConfigError(f"--batch_size={config.batch_size} is not divisible by the "
                              f"{self.strategy.num_replicas_in_sync} replicas")
         # Every worker must run the same number of steps (collectives would hang otherwise):
         # the count of full batches in the smallest worker shard of the training rows.
         workers = _num_workers(self.strategy)
         per_worker_batch = self.global_batch_size // workers
-        self.steps_per_pass = (self.n_train // workers) // per_worker_batch
+        self.full_batches = (self.n_train // workers) // per_worker_batch
+        # Small training sets get several shuffled cycles per pass (--min_pass_steps), so
+        # every network takes enough steps per epoch to leave its initial plateau.
+        self.steps_per_pass = max(self.full_batches, config.min_pass_steps)
         self.phases = schedule.epoch_phases(config)
         self._forward_fns = {}
         self.networks = schedule.active_networks(config)
@@ -114,12 +135,18 @@ class Trainer:
         from udsph_tf.models import build_models
         c, d = self.config, self.train_data
         image_shape = tuple(d.images.shape[1:])
+        self.input_spec = input_spec_for(c, d, raw=self.raw is not None)
         with self.strategy.scope():
             if self.raw is not None and self.raw.cached:
                 from udsph_tf.training.raw_images import build_cached_models
-                models = build_cached_models(c, self.raw, d.tag_dim, d.num_labels)
+                models = build_cached_models(c, self.raw, d.tag_dim, d.num_labels,
+                                             self.input_spec)
             else:
-                models = build_models(c, image_shape, d.tag_dim, d.num_labels)
+                models = build_models(c, image_shape, d.tag_dim, d.num_labels, self.input_spec)
+            # Statistics of the training rows only; restored from checkpoints on resume.
+            for net, x in (("imgnet", d.images), ("txtnet", d.tags)):
+                if models[net].normalizer is not None:
+                    models[net].normalizer.fit(x)
             self.models = {k: v for k, v in models.items()}
             self.optimizers = {}
             for net in self.networks:
@@ -194,7 +221,8 @@ class Trainer:
         arrays = self.train_data.arrays()
         arrays = {k: v for k, v in arrays.items() if k in ("images", "tags", "labels")}
         fn = make_dataset_fn(arrays, self.global_batch_size, shuffle=True, seed=seed,
-                             repeat=False, drop_remainder=True)
+                             repeat=self.steps_per_pass > self.full_batches,
+                             drop_remainder=True)
         if self.raw is not None:
             fn = self._raw_batches(fn, seed)
         return self.strategy.distribute_datasets_from_function(fn)
@@ -256,7 +284,7 @@ class Trainer:
 
     def validate(self):
         """Validation MAPs (model selection); never touches the query set."""
-        from udsph_tf.evaluation import mean_average_precision
+        from udsph_tf.evaluation import collapse_stats, mean_average_precision
         s, d = self.split, self.data
         if len(s.val_idx) == 0:
             return None
@@ -264,10 +292,12 @@ class Trainer:
         hv_q, ht_q = self.encode(s.val_idx)
         hv_r, ht_r = self.encode(retrieval)
         ql, rl = d.labels[s.val_idx], d.labels[retrieval]
-        i2t = float(mean_average_precision(_to_codes(hv_q), _to_codes(ht_r), ql, rl))
-        t2i = float(mean_average_precision(_to_codes(ht_q), _to_codes(hv_r), ql, rl))
+        dv, dt = _to_codes(hv_r), _to_codes(ht_r)
+        i2t = float(mean_average_precision(_to_codes(hv_q), dt, ql, rl))
+        t2i = float(mean_average_precision(_to_codes(ht_q), dv, ql, rl))
         return {"map_i2t": i2t, "map_t2i": t2i, "score": (i2t + t2i) / 2,
-                "n_queries": int(len(s.val_idx)), "n_retrieval": int(len(retrieval))}
+                "n_queries": int(len(s.val_idx)), "n_retrieval": int(len(retrieval)),
+                "codes": {"image": collapse_stats(dv, rl), "text": collapse_stats(dt, rl)}}
 
     def run(self):
         """Train from the last checkpoint (or from scratch), keep the best validation
@@ -275,6 +305,10 @@ class Trainer:
         c = self.config
         os.makedirs(c.workdir, exist_ok=True)
         start = time.time()
+        from udsph_tf import run_identity  # run.json: a resume must be the recorded run
+        run_identity.start_training(c, self.data, self.split, write=self.chief)
+        if self.chief:  # export/search rebuild the networks with the same input handling
+            _write_json_atomic(os.path.join(c.workdir, INPUTS_FILE), self.input_spec)
         restored = self.ckpt.restore_latest()
         if restored:
             if int(self.ckpt.split_seed) != self.split.seed:
@@ -301,6 +335,9 @@ class Trainer:
                     self.summaries.scalars("eval", {"val/map_i2t": val["map_i2t"],
                                                     "val/map_t2i": val["map_t2i"]},
                                            int(self.ckpt.step))
+                    self.summaries.scalars("eval", {
+                        f"val_codes/{side}_{k}": v for side, st in val["codes"].items()
+                        for k, v in st.items() if k != "collapsed"}, int(self.ckpt.step))
                     if val["score"] > float(self.ckpt.best_score):
                         self.ckpt.best_score.assign(val["score"])
                         self.ckpt.best_epoch.assign(epoch + 1)
@@ -310,7 +347,13 @@ class Trainer:
                     self.ckpt.best_epoch.assign(epoch + 1)
                     self.ckpt.save_best()
             history = [h for h in history if h["epoch"] < epoch + 1] + [entry]
+            # history.json first: a kill right after the checkpoint is named must not resume
+            # without this epoch's entry (its checkpoint time is the best/ write so far).
+            entry["checkpoint_seconds"] = self.ckpt.take_write_seconds()
+            if self.chief:
+                _write_json_atomic(os.path.join(c.workdir, "history.json"), history)
             self.ckpt.save_latest()
+            entry["checkpoint_seconds"] += self.ckpt.take_write_seconds()  # + ckpt/ write
             if self.chief:
                 _write_json_atomic(os.path.join(c.workdir, "history.json"), history)
             _log(f"epoch {epoch + 1}/{c.epochs}: " + " ".join(
@@ -337,7 +380,7 @@ class Trainer:
     # --- final test -------------------------------------------------------------------------
     def test(self, history=None, train_seconds=None):
         """MAP on the query set (once) with the selected checkpoint; writes metrics.json and plots."""
-        from udsph_tf.evaluation import evaluate_retrieval, plot_curves
+        from udsph_tf.evaluation import collapse_stats, evaluate_retrieval, plot_curves
         c, s, d = self.config, self.split, self.data
         path = self.ckpt.restore_best()
         hv_q, ht_q = self.encode(s.query_idx)
@@ -353,6 +396,8 @@ class Trainer:
         rand_db = np.where(rng.random((len(dl), c.bits)) < 0.5, 1, -1).astype(np.int8)
         chance = evaluate_retrieval(rand_q, rand_db, ql, dl)
         base_rate = float(((ql.astype(np.float32) @ dl.T.astype(np.float32)) > 0).mean())
+        floor = self._linear_floor()
+        collapse = {"image_database": collapse_stats(dv, dl), "text_database": collapse_stats(dt, dl)}
         metrics = {
             "dataset": d.name, "bits": c.bits, "split_seed": s.seed, "split_source": s.source,
             "split_sizes": s.sizes(), "seed": c.seed,
@@ -369,6 +414,9 @@ class Trainer:
                                                    for k, v in stats.items()},
                      "mean_abs_bit_balance": {k: v["mean_abs_balance"]
                                               for k, v in stats.items()}},
+            "linear_floor": floor,
+            "inputs": self.input_spec,
+            "collapse": collapse,
             "chance": {"map_random_codes_i2t": chance["map_index"],
                        "map_random_codes_expected": chance["map_expected"],
                        "label_base_rate": base_rate},
@@ -388,13 +436,31 @@ class Trainer:
             plot_curves(i2t, os.path.join(c.workdir, "curves_i2t"))
             plot_curves(t2i, os.path.join(c.workdir, "curves_t2i"))
         t = metrics["test"]
+        floor_text = (f"linear floor {floor['map_i2t']:.4f} / {floor['map_t2i']:.4f}; "
+                      if floor else "")
         print(f"test MAP@all ({c.bits} bits, {len(ql)} queries, split seed {s.seed}): "
               f"I->T {t['map_i2t']:.4f}  T->I {t['map_t2i']:.4f}  "
               f"(tie-aware {t['map_i2t_expected']:.4f} / {t['map_t2i_expected']:.4f}); "
-              f"chance: random codes {chance['map_index']:.4f}, label base rate {base_rate:.4f}; "
-              f"distinct database codes img {t['distinct_codes']['image_database']} "
-              f"txt {t['distinct_codes']['text_database']}", flush=True)
+              f"{floor_text}chance: random codes {chance['map_index']:.4f}, label base rate "
+              f"{base_rate:.4f}; distinct database codes img "
+              f"{t['distinct_codes']['image_database']} txt "
+              f"{t['distinct_codes']['text_database']}", flush=True)
+        for warning in quality_warnings(metrics):
+            _log(f"WARNING: {warning}")
         return metrics
+
+    def _linear_floor(self):
+        """The scikit-learn floor on the same rows (evaluation/floor.py); None for raw images,
+        whose pixels no linear model reads."""
+        from udsph_tf.evaluation.floor import linear_floor
+        if self.raw is not None:
+            return None
+        s, d = self.split, self.data
+
+        def part(idx):
+            return {"images": d.images[idx], "tags": d.tags[idx], "labels": d.labels[idx]}
+        return linear_floor(part(s.train_idx), part(s.query_idx), part(s.database_idx),
+                            self.config.bits, seed=self.config.seed)
 
     def _write_eval_summaries(self, metrics, i2t, t2i, dv, dt, step):
         t = metrics["test"]
@@ -411,6 +477,23 @@ class Trainer:
             if counts is not None:
                 self.summaries.pr_curve("eval", f"pr_curve/{name}", *counts, step=step)
         self.summaries.flush()
+
+
+def quality_warnings(metrics):
+    """Sentences for a run whose codes collapsed or that does not beat the linear floor."""
+    out = []
+    for side, st in metrics["collapse"].items():
+        if st["collapsed"]:
+            out.append(f"the {side.replace('_', ' ')} codes collapsed: "
+                       f"{st['distinct_codes']} distinct codes for {st['label_sets']} label "
+                       f"sets, {st['most_common_fraction']:.0%} of the items share one code")
+    floor, t = metrics.get("linear_floor"), metrics["test"]
+    if floor:
+        for key, name in (("map_i2t", "I->T"), ("map_t2i", "T->I")):
+            if t[key] < floor[key]:
+                out.append(f"test MAP {name} {t[key]:.4f} is below the linear floor "
+                           f"{floor[key]:.4f}")
+    return out
 
 
 def _scalars(result):

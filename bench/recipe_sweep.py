@@ -1,0 +1,156 @@
+"""Training-recipe candidates scored on VALIDATION MAP over several data sets (never query MAP).
+
+    python bench/recipe_sweep.py --recipes ssah_paper new --datasets mirflickr730 synthetic_single
+    python bench/recipe_sweep.py --list
+
+Each (recipe, dataset, seed) trains from scratch with the dataset's budget (its flagfile's
+epochs/batch; the generated families use the defaults) and records the selected checkpoint's
+validation score (mean of val MAP I->T and T->I), the test MAP, the linear floor and the
+distinct database codes. The table ranks recipes by their mean validation score over the data
+sets; test MAP is printed for reference only and plays no part in the ranking.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+SHARED = os.path.join(ROOT, "..", "shared", "data", "mirflickr25k")
+
+# Data sets and their budgets (flags/*.cfg for the real one; defaults for the generated ones).
+DATASETS = {
+    "mirflickr730": {"dataset": "mirflickr730", "data_dir": SHARED, "batch_size": 32,
+                     "epochs": 10},
+    "mirflickr730_glove": {"dataset": "mirflickr730", "data_dir": SHARED, "batch_size": 32,
+                           "epochs": 10, "text_features": "glove"},
+    "synthetic_single": {"dataset": "synthetic_single"},
+    "synthetic_dense": {"dataset": "synthetic_dense"},
+    "default": {"dataset": "default"},
+}
+# Recipes: Config fields on top of the defaults. "ssah_paper" is the recipe before issue 10.
+RECIPES = {
+    "ssah_paper": {"image_norm": "none", "text_encoder": "bow", "text_norm": "none",
+                   "code_target": "joint", "min_pass_steps": 0, "lr_img": 1e-4},
+}
+
+
+def parse_recipe(text):
+    """NAME or NAME:key=value,key=value (an ad-hoc recipe on top of the defaults)."""
+    name, _, body = text.partition(":")
+    if not body:
+        if name not in RECIPES and name != "defaults":
+            raise SystemExit(f"unknown recipe {name!r}; known: defaults, {sorted(RECIPES)}")
+        return name, dict(RECIPES.get(name, {}))
+    fields = {}
+    for item in body.split(","):
+        key, _, value = item.partition("=")
+        fields[key] = value
+    return name, fields
+
+
+def typed(base, fields):
+    out = {}
+    for key, value in fields.items():
+        current = getattr(base, key)
+        if isinstance(current, bool):
+            out[key] = value if isinstance(value, bool) else str(value).lower() in ("1", "true")
+        else:
+            out[key] = type(current)(value)
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--recipes", nargs="+", default=["defaults", "ssah_paper"])
+    p.add_argument("--datasets", nargs="+", default=["mirflickr730", "synthetic_single",
+                                                     "synthetic_dense", "default"])
+    p.add_argument("--bits", type=int, default=32)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--variant", default="", help="extra fields for every run, key=value,...")
+    p.add_argument("--root", default="/tmp/udsph_sweep")
+    p.add_argument("--jsonl", default="", help="append one JSON line per run here; runs "
+                   "already in the file are reused")
+    p.add_argument("--list", action="store_true")
+    args = p.parse_args()
+    if args.list:
+        print(json.dumps({"datasets": DATASETS, "recipes": RECIPES}, indent=1))
+        return
+
+    import tensorflow as tf
+    from udsph_tf.config import Config, replace
+    from udsph_tf.training import train_and_evaluate
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    done = {}
+    if args.jsonl and os.path.exists(args.jsonl):
+        with open(args.jsonl) as f:
+            for line in f:
+                r = json.loads(line)
+                done[(r["recipe"], r["dataset"], r["bits"], r["seed"])] = r
+    extra = parse_recipe("x:" + args.variant)[1] if args.variant else {}
+    recipes = [parse_recipe(r) for r in args.recipes]
+    runs = []
+    for seed in args.seeds:
+        for ds in args.datasets:
+            for name, fields in recipes:
+                key = (name, ds, args.bits, seed)
+                if key in done:
+                    runs.append(done[key])
+                    continue
+                workdir = os.path.join(args.root, f"{name}_{ds}_{args.bits}_{seed}")
+                shutil.rmtree(workdir, ignore_errors=True)
+                base = replace(Config(), progress=False, keep_checkpoints=1, bits=args.bits,
+                               seed=seed, workdir=workdir, **typed(Config(), DATASETS[ds]))
+                config = replace(base, **typed(base, {**fields, **extra}))
+                t0 = time.time()
+                m = train_and_evaluate(config, strategy=strategy)
+                floor = m.get("linear_floor") or {}
+                r = {"recipe": name, "dataset": ds, "bits": args.bits, "seed": seed,
+                     "val": m["selection"]["best_val_score"],
+                     "best_epoch": m["selection"]["best_epoch"],
+                     "map_i2t": m["test"]["map_i2t"], "map_t2i": m["test"]["map_t2i"],
+                     "floor_i2t": floor.get("map_i2t"), "floor_t2i": floor.get("map_t2i"),
+                     "chance": m["chance"]["map_random_codes_i2t"],
+                     "codes": m["test"]["distinct_codes"], "seconds": round(time.time() - t0, 1),
+                     "fields": {**fields, **extra}}
+                runs.append(r)
+                print(json.dumps(r), flush=True)
+                if args.jsonl:
+                    with open(args.jsonl, "a") as f:
+                        f.write(json.dumps(r) + "\n")
+                shutil.rmtree(workdir, ignore_errors=True)
+
+    print(f"\n{args.bits} bits, seeds {args.seeds}; cells: validation score (test I->T / T->I)")
+    print("| recipe | mean val | " + " | ".join(args.datasets) + " |")
+    print("|---|---|" + "---|" * len(args.datasets))
+    rows = []
+    for name, _ in recipes:
+        cells, vals = [], []
+        for ds in args.datasets:
+            sel = [r for r in runs if r["recipe"] == name and r["dataset"] == ds]
+            if not sel:
+                cells.append("-")
+                continue
+            v = statistics.mean(r["val"] for r in sel)
+            vals.append(v)
+            cells.append(f"{v:.4f} ({statistics.mean(r['map_i2t'] for r in sel):.3f} / "
+                         f"{statistics.mean(r['map_t2i'] for r in sel):.3f})")
+        rows.append((statistics.mean(vals) if vals else 0.0, name, cells))
+    for mean_val, name, cells in sorted(rows, reverse=True):
+        print(f"| {name} | {mean_val:.4f} | " + " | ".join(cells) + " |")
+    floors = {ds: next((r for r in runs if r["dataset"] == ds), None) for ds in args.datasets}
+    print("| linear floor (test) | | " + " | ".join(
+        f"({r['floor_i2t']:.3f} / {r['floor_t2i']:.3f})" if r and r["floor_i2t"] is not None
+        else "-" for r in floors.values()) + " |")
+    print("| chance (test) | | " + " | ".join(
+        f"({r['chance']:.3f})" if r else "-" for r in floors.values()) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Input handling of issue 10: normalisation fitted on training rows, the text front-ends."""
+
+import numpy as np
+import pytest
+
+from udsph_tf.config import Config, replace
+from udsph_tf.models import build_models, resolve_input_spec
+from udsph_tf.models.normalization import InputNormalizer, resolve_text_encoder
+
+
+def test_standard_normaliser_uses_the_rows_it_was_fitted_on():
+    rng = np.random.default_rng(0)
+    train = rng.gamma(2.0, 3.0, (200, 6)).astype(np.float32)
+    train[:, 5] = 4.0  # a constant column maps to 0, not to inf
+    norm = InputNormalizer("standard", 6).fit(train)
+    z = norm(train).numpy()
+    np.testing.assert_allclose(z[:, :5].mean(0), 0, atol=1e-4)
+    np.testing.assert_allclose(z[:, :5].std(0), 1, atol=1e-3)
+    np.testing.assert_array_equal(z[:, 5], 0)
+    other = rng.gamma(2.0, 3.0, (10, 6)).astype(np.float32)
+    np.testing.assert_allclose(norm(other).numpy()[:, 0],
+                               (other[:, 0] - train[:, 0].mean()) / train[:, 0].std(), rtol=1e-4)
+
+
+def test_l2_modes_and_region_inputs():
+    x = np.abs(np.random.default_rng(1).normal(size=(30, 4, 8))).astype(np.float32)
+    unit = InputNormalizer("l2", 8).fit(x)(x).numpy()
+    np.testing.assert_allclose(np.linalg.norm(unit, axis=-1), 1, rtol=1e-4)
+    z = InputNormalizer("l2_standard", 8).fit(x)(x).numpy().reshape(-1, 8)
+    np.testing.assert_allclose(z.mean(0), 0, atol=1e-4)
+    with pytest.raises(ValueError, match="normaliser built for width 8"):
+        InputNormalizer("standard", 8).fit(np.zeros((3, 5)))
+    with pytest.raises(ValueError, match="normalisation must be one of"):
+        InputNormalizer("zscore", 8)
+
+
+@pytest.mark.parametrize("text, expected", [
+    (np.eye(20)[np.arange(40) % 20], "bow"),                      # sparse 0/1 tags
+    (np.random.default_rng(0).dirichlet(np.ones(10), 40), "dense"),  # topic proportions
+    (np.random.default_rng(0).normal(size=(40, 16)), "dense"),      # embeddings, negatives
+])
+def test_auto_text_encoder_rule(text, expected):
+    assert resolve_text_encoder("auto", text) == expected
+    assert resolve_text_encoder("bow", text) == "bow"
+
+
+def test_input_spec_defaults():
+    spec = resolve_input_spec(Config(), np.random.default_rng(0).normal(size=(10, 4)))
+    assert spec == {"image_norm": "standard", "text_encoder": "dense", "text_norm": "standard"}
+    spec = resolve_input_spec(replace(Config(), image_norm="none"), np.eye(4))
+    assert spec == {"image_norm": "none", "text_encoder": "bow", "text_norm": "none"}
+
+
+def test_dense_text_network_takes_negative_values_and_gives_one_token():
+    config = replace(Config(), labnet_hidden=16, imgnet_hidden=16, txtnet_hidden=16,
+                     feature_dim=8, bits=8, disc_hidden="8", attention_dim=8, token_dim=8)
+    spec = {"image_norm": "standard", "text_encoder": "dense", "text_norm": "standard"}
+    models = build_models(config, (6,), 12, 3, spec)
+    text = np.random.default_rng(0).normal(size=(5, 12)).astype(np.float32)
+    models["txtnet"].normalizer.fit(text)
+    out = models["txtnet"](text)
+    assert out["tokens"].shape == (5, 1, 8) and bool(np.all(out["token_mask"]))
+    assert models["txtnet"].fusion is None  # multi-scale pooling is for bags of words only
+    att = models["attention"](models["imgnet"](np.ones((4, 6), np.float32))["regions"],
+                              out["tokens"], out["token_mask"])
+    assert att.shape == (4, 5) and np.isfinite(att.numpy()).all()
