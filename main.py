@@ -46,6 +46,16 @@ def _quiet_unless_verbose():
     from absl import logging as absl_logging
     absl_logging.set_verbosity(absl_logging.WARNING)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # read when TensorFlow loads, below
+    # TensorFlow's C++ start-up notices (oneDNN, CPU features) are written through absl
+    # before its log level is read: import it once with the stderr descriptor muted.
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
     import logging
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     logging.getLogger("matplotlib").setLevel(logging.WARNING)

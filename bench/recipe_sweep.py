@@ -33,10 +33,32 @@ DATASETS = {
     "synthetic_dense": {"dataset": "synthetic_dense"},
     "default": {"dataset": "default"},
 }
-# Recipes: Config fields on top of the defaults. "ssah_paper" is the recipe before issue 10.
+# Recipes: every field the recipe study varied, set explicitly, so each name means the same
+# run whatever the current defaults are. "before" is the recipe of the code before issue 10
+# (raw inputs, SSAH paper's joint B, one pass an epoch, LabNet 1e-3, ImgNet 1e-4, fusion on);
+# its text front-end follows --text_encoder=auto, since the old code refused dense text.
+_BEFORE = {"image_norm": "none", "text_norm": "none", "code_target": "joint",
+           "min_pass_steps": 0, "lr_lab": 1e-3, "lr_img": 1e-4, "txt_scales": "50,30,15,10,5",
+           "balance": 0.0, "cross_pair": 0.0, "batch_norm": False, "dropout": 0.0}
+_INPUTS = {**_BEFORE, "image_norm": "auto", "text_norm": "auto"}
+_LABEL = {**_INPUTS, "lr_lab": 3e-4, "code_target": "label"}
+_STEPS = {**_LABEL, "min_pass_steps": 40, "lr_img": 1e-3}
+_NO_FUSION = {**_STEPS, "txt_scales": ""}
 RECIPES = {
-    "ssah_paper": {"image_norm": "none", "text_encoder": "bow", "text_norm": "none",
-                   "code_target": "joint", "min_pass_steps": 0, "lr_img": 1e-4},
+    "before": _BEFORE,
+    "ssah_paper": _BEFORE,  # the name of the first sweeps
+    "inputs": _INPUTS,                                        # + normalised inputs
+    "label": _LABEL,                                          # + LabNet 3e-4, label target
+    "label_lr_img": {**_LABEL, "lr_img": 1e-3},
+    "label_steps": {**_LABEL, "min_pass_steps": 40},
+    "label_steps_lr_img": _STEPS,
+    "own_target": {**_STEPS, "code_target": "own"},
+    "no_fusion": _NO_FUSION,
+    "no_fusion_one_pass": {**_NO_FUSION, "min_pass_steps": 0},
+    "no_fusion_balance": {**_NO_FUSION, "balance": 1.0},      # = the defaults
+    "no_fusion_cross": {**_NO_FUSION, "cross_pair": 10.0},
+    "no_fusion_batch_norm": {**_NO_FUSION, "batch_norm": True},
+    "no_fusion_dropout": {**_NO_FUSION, "dropout": 0.5},
 }
 
 

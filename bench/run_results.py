@@ -25,6 +25,14 @@ VARIANTS = {
     "SSAH (--attention=none)": {"attention": "none"},
     "DCMH-like (--nolabel_net --noadversarial --attention=none)":
         {"label_net": False, "adversarial": False, "attention": "none"},
+    "UDSPH without the adversary (--noadversarial)": {"adversarial": False},
+}
+# Peers on the same 730-row split, features and tie rule, measured OUTSIDE this repository
+# (issue 10; DADH: PyTorch, 30 epochs, last epoch; SSAH: the official code): (I->T, T->I).
+PEERS_MIRFLICKR730 = {
+    "DADH (measured elsewhere)": {16: (0.789, 0.698), 32: (0.812, 0.719), 64: (0.826, 0.738)},
+    "SSAH official code (measured elsewhere)": {16: (0.810, 0.704), 32: (0.804, 0.705),
+                                                64: (0.776, 0.662)},
 }
 SHARED_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..",
                            "shared", "data", "mirflickr25k")
@@ -45,7 +53,8 @@ def main():
     p.add_argument("--epochs", type=int, required=True)
     p.add_argument("--bits", type=int, nargs="+", default=[16, 32, 64])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--variants", nargs="+", default=list(range(len(VARIANTS))), type=int)
+    p.add_argument("--variants", nargs="+", default=[0, 1, 2], type=int,
+                   help="indices into VARIANTS (3: UDSPH without the adversary)")
     p.add_argument("--root", default="/tmp/udsph_results")
     p.add_argument("--json", default="", help="also write every run's figures here")
     p.add_argument("--set", nargs="*", default=[], help="extra Config fields, key=value")
@@ -90,8 +99,11 @@ def main():
                 config = replace(base, workdir=workdir, bits=bits, seed=seed, **VARIANTS[name])
                 t0 = time.time()
                 m = train_and_evaluate(config, strategy=strategy)
+                floor = m.get("linear_floor") or {}
                 runs.append({"variant": name, "bits": bits, "seed": seed,
                              "map_i2t": m["test"]["map_i2t"], "map_t2i": m["test"]["map_t2i"],
+                             "val": m["selection"]["best_val_score"],
+                             "floor_i2t": floor.get("map_i2t"), "floor_t2i": floor.get("map_t2i"),
                              "seconds": time.time() - t0,
                              "distinct_db_codes": m["test"]["distinct_codes"],
                              "chance_base_rate": m["chance"]["label_base_rate"],
@@ -112,16 +124,30 @@ def main():
     print(f"\n{args.dataset}, {args.epochs} epochs, seeds {args.seeds}, "
           f"extra {extra or 'none'}; chance (label base rate) "
           f"{runs[0]['chance_base_rate']:.4f}")
-    print("| method | bits | MAP I->T | MAP T->I | wall s / run |")
-    print("|---|---|---|---|---|")
+    print("| method | bits | MAP I->T | MAP T->I | val score | wall s / run |")
+    print("|---|---|---|---|---|---|")
     for vi in args.variants:
         for bits in args.bits:
             sel = [r for r in runs if r["variant"] == names[vi] and r["bits"] == bits]
             if not sel:
                 continue
+            vals = [r["val"] for r in sel if r.get("val") is not None]
             print(f"| {names[vi]} | {bits} | {stat([r['map_i2t'] for r in sel])} | "
                   f"{stat([r['map_t2i'] for r in sel])} | "
+                  f"{stat(vals) if vals else '-'} | "
                   f"{statistics.mean(r['seconds'] for r in sel):.1f} |")
+    for bits in args.bits:
+        sel = [r for r in runs if r["bits"] == bits and r.get("floor_i2t") is not None]
+        if sel:
+            print(f"| linear floor (ridge + LSH, same rows) | {bits} | "
+                  f"{stat([r['floor_i2t'] for r in sel])} | "
+                  f"{stat([r['floor_t2i'] for r in sel])} | | |")
+    if args.dataset == "mirflickr730":
+        for peer, figures in PEERS_MIRFLICKR730.items():
+            for bits in args.bits:
+                if bits in figures:
+                    print(f"| {peer} | {bits} | {figures[bits][0]:.3f} | "
+                          f"{figures[bits][1]:.3f} | | |")
 
 
 if __name__ == "__main__":

@@ -274,3 +274,26 @@ def test_checkpoint_writes_are_timed(tmp_path):
 def test_keep_must_be_positive(tmp_path):
     with pytest.raises(ValueError, match="keep_checkpoints must be >= 1"):
         _state(tmp_path, keep=0)
+
+
+def test_dropout_random_state_is_not_a_weight_best_needs(tmp_path):
+    # Dropout keeps a SeedGenerator state variable that tf.train does not reach; a weights-only
+    # best/ of a --dropout run must still restore (it did not: "not tracked by the checkpoint").
+    class DropNet(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden = keras.layers.Dense(8)
+            self.drop = keras.layers.Dropout(0.5)
+
+        def call(self, x, training=False):
+            return self.drop(self.hidden(x), training=training)
+
+    net = DropNet()
+    net(tf.zeros([2, 6]))
+    assert any("seed_generator" in v.path for v in net.variables)
+    ckpt = RunCheckpoint(str(tmp_path), {"imgnet": net}, {}, {}, split_seed=0, keep=1)
+    path = ckpt.save_best()
+    fresh = DropNet()
+    fresh(tf.zeros([2, 6]))
+    restore_weights(path, {"imgnet": fresh})
+    np.testing.assert_array_equal(fresh.hidden.kernel.numpy(), net.hidden.kernel.numpy())

@@ -176,3 +176,20 @@ def test_validation_can_be_skipped_for_inspection(tmp_path):
     labels[0] = 0
     data = _load(_release(tmp_path, labels=labels), validate=False)
     assert data.labels[0].sum() == 0
+
+
+def test_degenerate_training_inputs_warn_and_all_zero_images_are_refused():
+    from udsph_tf.data.validation import degenerate_inputs
+    rng = np.random.default_rng(0)
+    images, tags = rng.random((20, 6)), (rng.random((20, 8)) < 0.3).astype(float)
+    assert degenerate_inputs("d", images, tags) == []
+    images[:, :4] = 1.0
+    tags[3] = 0
+    warnings = degenerate_inputs("d", images, tags)
+    assert "d: 4 of 6 image features columns are constant over the training rows" in warnings
+    assert "d: 1 of 20 training rows have all-zero text" in warnings
+    images[:] = 2.0
+    assert any("carries no signal" in w for w in degenerate_inputs("d", images, tags))
+    with pytest.raises(ValueError, match="d: the image features of the training rows are all "
+                                         "zero"):
+        degenerate_inputs("d", np.zeros((5, 3)), tags[:5])

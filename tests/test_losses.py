@@ -127,16 +127,23 @@ def test_labnet_and_modality_loss_weighted_sums():
     s = losses.similarity(labels, buf_labels)
     fbuf, hbuf = rng.random((7, 5)).astype(np.float32), rng.random((7, 4)).astype(np.float32)
     b = np.sign(rng.standard_normal((3, 4))).astype(np.float32)
-    w = losses.LossWeights(alpha=2, gamma=3, beta=5, eta=7, delta=11, mu=13)
+    w = losses.LossWeights(alpha=2, gamma=3, beta=5, eta=7, delta=11, mu=13, balance=17)
 
     lab = losses.labnet_loss(out, labels, s, fbuf, hbuf, b, weights=w)
-    assert set(lab) == {"feature_pair", "hash_pair", "quantization", "label", "total"}
+    assert set(lab) == {"feature_pair", "hash_pair", "quantization", "label", "balance",
+                        "total"}
+    # Its batch mean is ||mean_batch(h)||^2 / K; per anchor it is the linearised form.
+    m = np.mean(out["hash"], axis=0)
+    np.testing.assert_allclose(lab["balance"].numpy().mean(), np.mean(m ** 2), rtol=1e-5)
+    np.testing.assert_allclose(lab["balance"].numpy(),
+                               (2 * np.asarray(out["hash"]) @ m - m @ m) / 4, rtol=1e-5)
     np.testing.assert_allclose(
         lab["total"].numpy(),
         2 * losses.pairwise_nll(out["feature"], fbuf, s).numpy()
         + 3 * losses.pairwise_nll(out["hash"], hbuf, s).numpy()
         + 5 * losses.quantization(b, out["hash"]).numpy()
-        + 7 * losses.label_prediction(labels, out["label_pred"]).numpy(), rtol=1e-6)
+        + 7 * losses.label_prediction(labels, out["label_pred"]).numpy()
+        + 17 * lab["balance"].numpy(), rtol=1e-5)
 
     fake = rng.standard_normal((3, 1)).astype(np.float32)
     att = rng.uniform(-1, 1, (3, 4)).astype(np.float32)
@@ -146,7 +153,8 @@ def test_labnet_and_modality_loss_weighted_sums():
                                att_s=att_s, h_other=h_other, weights=w, theta_scale=3.0)
     assert mod["total"].shape == (3,)
     expect = (2 * mod["feature_pair"] + 3 * mod["hash_pair"] + 5 * mod["quantization"]
-              + 7 * mod["label"] + 11 * mod["adversarial"] + 13 * mod["attention"])
+              + 7 * mod["label"] + 11 * mod["adversarial"] + 13 * mod["attention"]
+              + 17 * mod["balance"])
     np.testing.assert_allclose(mod["total"].numpy(), expect.numpy(), rtol=1e-6)
     np.testing.assert_allclose(mod["adversarial"].numpy(),
                                losses.generator_adversarial(fake).numpy())
@@ -155,10 +163,28 @@ def test_labnet_and_modality_loss_weighted_sums():
         losses.attention_loss(att, att_s, out["hash"], h_other, theta_scale=3.0).numpy())
 
     # DCMH-like: no feature buffer, no adversary, no attention -> those terms are absent.
-    plain = losses.modality_loss(out, labels, s, None, hbuf, b)
+    plain = losses.modality_loss(out, labels, s, None, hbuf, b,
+                                 weights=losses.LossWeights(balance=0.0))
     assert set(plain) == {"hash_pair", "quantization", "label", "total"}
+    # The direct image<->text term joins only with a code buffer and a weight.
+    crossed = losses.modality_loss(out, labels, s, None, hbuf, b, cross_buffer=hbuf,
+                                   weights=losses.LossWeights(balance=0.0, cross_pair=2.0))
+    np.testing.assert_allclose(crossed["cross_pair"].numpy(),
+                               losses.pairwise_nll(out["hash"], hbuf, s).numpy())
+    np.testing.assert_allclose(crossed["total"].numpy(),
+                               (plain["total"] + 2 * crossed["cross_pair"]).numpy(), rtol=1e-6)
     with pytest.raises(ValueError, match="att_s and h_other"):
         losses.modality_loss(out, labels, s, fbuf, hbuf, b, att=att)
+
+
+def test_bit_balance_gradient_is_that_of_the_squared_batch_mean():
+    h = tf.Variable(np.random.default_rng(3).uniform(-1, 1, (6, 5)).astype(np.float32))
+    with tf.GradientTape(persistent=True) as tape:
+        per_anchor = tf.reduce_mean(losses.bit_balance(h))
+        direct = tf.reduce_mean(tf.square(tf.reduce_mean(h, axis=0)))
+    np.testing.assert_allclose(per_anchor.numpy(), direct.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(tape.gradient(per_anchor, h).numpy(),
+                               tape.gradient(direct, h).numpy(), rtol=1e-5, atol=1e-7)
 
 
 def test_loss_weights_from_config():

@@ -69,7 +69,7 @@ def _record_run(workdir, config, data=None, split=None):
     run_identity.write_record(str(workdir), run_identity.new_record(config, fp))
 
 
-def test_resolve_takes_the_record_and_refuses_given_contradictions(tmp_path):
+def test_resolve_takes_the_record_and_refuses_given_contradictions(tmp_path, capsys):
     w = str(tmp_path)
     _record_run(w, tiny_config(w, bits=64, split_seed=5, image_file="/data/a.npy"))
     # Nothing given: every recorded model/data field; budget fields stay the caller's.
@@ -89,6 +89,11 @@ def test_resolve_takes_the_record_and_refuses_given_contradictions(tmp_path):
     with pytest.raises(errors.ConfigError, match="use another --workdir or the same flags$"):
         run_identity.resolve(Config(workdir=w, label_net=False), explicit={"label_net"},
                              resuming=True)
+    # A resume without flags says which recorded values are in force (a default may differ).
+    assert run_identity.resolve(Config(workdir=w), explicit=set(), resuming=True).bits == 64
+    note = capsys.readouterr().err
+    assert note.startswith(f"note: --workdir={w} resumes with its recorded ") and \
+        " --bits=64 " in note and " --split_seed=5 " in note
     # Library callers (explicit=None): a non-default value counts as given.
     with pytest.raises(errors.ConfigError, match="--split_seed=5, the flags say --split_seed=3"):
         run_identity.resolve(Config(workdir=w, split_seed=3))
@@ -250,15 +255,35 @@ def test_eval_of_a_missing_run_creates_nothing(tmp_path):
 # --- exports stamped with their run ----------------------------------------------------------
 
 def _untrained_run(workdir, record=True):
-    """A run with a checkpoint and a selected checkpoint but no training (cheap)."""
+    """A run with run.json, a checkpoint and a selected checkpoint, but no training (cheap);
+    record=False: a checkpoint of a run older than run.json."""
     config = tiny_config(workdir, **RUN)
     t = Trainer(config, strategy=shared_strategy(1), data=tiny_data())
+    if record:  # what Trainer.run does first
+        run_identity.start_training(config, t.data, t.split)
     t._fill_buffers()
     t.ckpt.save_latest()
     t.ckpt.save_best()
-    if record:  # the checkpoint predates run.json: the next start records it
-        run_identity.start_training(config, t.data, t.split)
     return t
+
+
+def test_checkpoints_older_than_run_json(tmp_path):
+    t = _untrained_run(tmp_path / "run", record=False)
+    config, run_json = t.config, tmp_path / "run" / "run.json"
+    # No record at all (an old run killed before metrics.json): nothing to check, and no
+    # guess is written down.
+    run_identity.start_training(replace(config, bits=16), t.data, t.split)
+    assert not run_json.exists()
+    # metrics.json's config: checked; when it matches, run.json records the run from now on.
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps(
+        {"config": dataclasses.asdict(config)}))
+    with pytest.raises(errors.ConfigError, match="trained with --bits=8, the flags say "
+                                                 "--bits=16; use another --workdir or the "
+                                                 "same flags$"):
+        run_identity.start_training(replace(config, bits=16), t.data, t.split)
+    assert not run_json.exists()
+    record = run_identity.start_training(replace(config, epochs=4), t.data, t.split)
+    assert json.loads(run_json.read_text())["run_id"] == record["run_id"]
 
 
 def _search(workdir, export_dir, **flags):

@@ -10,7 +10,10 @@ import dataclasses
 
 import tensorflow as tf
 
+from udsph_tf.config import Config
+
 PAIRWISE_FORMS = ("likelihood", "ssah_squared")
+_CONFIG_DEFAULTS = Config()  # the weights' defaults are the flags' (written once, in config.py)
 
 
 def similarity(labels_a, labels_b):
@@ -54,16 +57,20 @@ def label_prediction(labels, label_pred):
     return tf.reduce_mean(tf.square(labels - tf.cast(label_pred, tf.float32)), axis=1)
 
 
-def bit_balance(h):
-    """Per-anchor ||mean over the batch of h||^2 / K, the same value for every anchor.
+def bit_balance(h, batch_mean=None):
+    """Per-anchor bit-balance term whose batch mean is ||m||^2 / K, m the batch mean of h.
 
-    Averaged over the batch it is the squared mean of each bit, which is 0 when every bit is
-    +1 for half of the batch: codes that use all 2^K corners. (On N replicas each replica
-    balances its own part of the batch.)
+    Written per anchor as (2 h_i . m - m . m) / K with m held constant: the mean over the
+    anchors is ||m||^2 / K, and the gradient with respect to each h_i is exactly that of
+    ||m||^2 / K. `batch_mean` is m over the GLOBAL batch (the trainer all-reduces it across
+    replicas, so N replicas take the single-device step); None uses this batch's own mean.
+    0 when every bit is +1 for half of the batch: codes that use all 2^K corners.
     """
     h = tf.cast(h, tf.float32)
-    value = tf.reduce_mean(tf.square(tf.reduce_mean(h, axis=0)))
-    return tf.fill(tf.shape(h)[:1], value)
+    m = tf.reduce_mean(h, axis=0) if batch_mean is None else tf.cast(batch_mean, tf.float32)
+    m = tf.stop_gradient(m)
+    k = float(h.shape[-1])
+    return (2.0 * tf.linalg.matvec(h, m) - tf.reduce_sum(tf.square(m))) / k
 
 
 def _logits_vector(logits, name):
@@ -126,14 +133,14 @@ class LossWeights:
     """The weights of design.md: alpha (features), gamma (codes), beta (quantisation),
     eta (labels), delta (adversarial), mu (attention), and the optional bit balance and
     direct image<->text code likelihood (0 = off). Defaults are Config's."""
-    alpha: float = 1.0
-    gamma: float = 30.0
-    beta: float = 1.0
-    eta: float = 1.0
-    delta: float = 1.0
-    mu: float = 1.0
-    balance: float = 0.0
-    cross_pair: float = 0.0
+    alpha: float = _CONFIG_DEFAULTS.alpha
+    gamma: float = _CONFIG_DEFAULTS.gamma
+    beta: float = _CONFIG_DEFAULTS.beta
+    eta: float = _CONFIG_DEFAULTS.eta
+    delta: float = _CONFIG_DEFAULTS.delta
+    mu: float = _CONFIG_DEFAULTS.mu
+    balance: float = _CONFIG_DEFAULTS.balance
+    cross_pair: float = _CONFIG_DEFAULTS.cross_pair
 
     @classmethod
     def from_config(cls, config):
@@ -146,14 +153,14 @@ def _with_total(terms, weights):
     return out
 
 
-def _with_balance(terms, w, h, weights):
+def _with_balance(terms, w, h, weights, batch_mean=None):
     if weights.balance:
-        terms["balance"] = bit_balance(h)
+        terms["balance"] = bit_balance(h, batch_mean)
         w["balance"] = weights.balance
 
 
 def labnet_loss(outputs, labels, s, feature_buffer, hash_buffer, b,
-                weights=LossWeights(), form="likelihood"):
+                weights=LossWeights(), form="likelihood", batch_mean=None):
     """LabNet: alpha J(F_l, F_l buffer) + gamma J(H_l, H_l buffer) + beta ||B - H_l||^2
     + eta ||L - L_hat||^2; a dict of per-anchor components ("feature_pair", "hash_pair",
     "quantization", "label") and their weighted "total".
@@ -169,13 +176,14 @@ def labnet_loss(outputs, labels, s, feature_buffer, hash_buffer, b,
     }
     w = {"feature_pair": weights.alpha, "hash_pair": weights.gamma,
          "quantization": weights.beta, "label": weights.eta}
-    _with_balance(terms, w, outputs["hash"], weights)
+    _with_balance(terms, w, outputs["hash"], weights, batch_mean)
     return _with_total(terms, w)
 
 
 def modality_loss(outputs, labels, s, feature_buffer, hash_buffer, b, fake_logits=None,
                   att=None, att_s=None, h_other=None, weights=LossWeights(),
-                  form="likelihood", theta_scale=5.0, consistency=1.0, cross_buffer=None):
+                  form="likelihood", theta_scale=5.0, consistency=1.0, cross_buffer=None,
+                  batch_mean=None):
     """ImgNet/TxtNet: alpha J(F_l buf, F_m) + gamma J(H_l buf, H_m) + beta ||B - H_m||^2
     + eta ||L - L_hat_m||^2 + delta adv(D_m(F_m) -> real) + mu J_att.
 
@@ -211,5 +219,5 @@ def modality_loss(outputs, labels, s, feature_buffer, hash_buffer, b, fake_logit
     if cross_buffer is not None and weights.cross_pair:
         terms["cross_pair"] = pairwise_nll(outputs["hash"], cross_buffer, s, form)
         w["cross_pair"] = weights.cross_pair
-    _with_balance(terms, w, outputs["hash"], weights)
+    _with_balance(terms, w, outputs["hash"], weights, batch_mean)
     return _with_total(terms, w)

@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import tempfile
 import uuid
 
@@ -262,6 +263,9 @@ def resolve(config, explicit=None, exempt=(), record=None, resuming=False):
     if conflicts:
         raise ConfigError(mismatch_message(config.workdir, "train" if resuming else "use",
                                            conflicts))
+    if resuming and changes:  # e.g. a default changed since: say which value is in force
+        print(f"note: --workdir={config.workdir} resumes with its recorded "
+              + " ".join(flag_text(n, v) for n, v in changes.items()), file=sys.stderr)
     return dataclasses.replace(config, **changes) if changes else config
 
 
@@ -367,7 +371,12 @@ def start_training(config, data, split, write=True):
                     _path_changes(record, config) if data_diffs else ()))
             if record.get("run_id"):
                 return record
-        # A checkpoint of a run older than run.json: record it from now on.
+            # A run older than run.json whose metrics.json config matched: record it from now
+            # on (its data cannot be checked; the fingerprint is the data of this session).
+        else:
+            # A checkpoint with no record at all (an older run killed before metrics.json):
+            # nothing to check, and nothing written, so a wrong guess is never made permanent.
+            return new_record(config, data_print)
     record = new_record(config, data_print)
     if write:
         write_record(config.workdir, record)

@@ -14,6 +14,8 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
+from udsph_tf.errors import DataError, MissingFileError
+
 ID_LIST_NAME = "img_database.txt"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 # Augmentation resizes to size / 0.875 and crops a random size window (the usual ImageNet ratio).
@@ -68,11 +70,12 @@ class ImageFiles:
 def read_id_list(path):
     """Non-empty stripped lines of an id list such as img_database.txt."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"image id list not found: {path}")
+        raise MissingFileError(f"{path}: image id list not found")
     with open(path, encoding="utf-8") as f:
         ids = [line.strip() for line in f if line.strip()]
     if not ids:
-        raise ValueError(f"image id list {path} is empty")
+        raise DataError(f"{path}: no image ids (the image id list {os.path.basename(path)} "
+                        "is empty)")
     return ids
 
 
@@ -109,7 +112,9 @@ def list_image_files(image_dir, id_list="", rows=None, skip_bad=False, check_dec
     its name, rather than as an anonymous error in the middle of training.
     """
     if not image_dir or not os.path.isdir(image_dir):
-        raise FileNotFoundError(f"image folder not found: {image_dir!r}")
+        raise MissingFileError(f"--image_dir={image_dir}: "
+                               + ("image folder not found" if image_dir else
+                                  "empty; name the folder of the photos"))
     id_list = id_list or find_id_list(image_dir)
     if id_list:
         ids = read_id_list(id_list)
@@ -118,18 +123,20 @@ def list_image_files(image_dir, id_list="", rows=None, skip_bad=False, check_dec
             rows = np.arange(num_listed)
         rows = np.asarray(rows, dtype=np.int64)
         if rows.size and (rows.min() < 0 or rows.max() >= num_listed):
-            raise ValueError(f"rows out of range for the {num_listed} lines of {id_list}")
+            raise DataError(f"{id_list}: rows out of range for its {num_listed} lines")
         paths = [_resolve(image_dir, id_list, ids[r]) for r in rows]
         ids = [ids[r] for r in rows]
     else:
         names = sorted((n for n in os.listdir(image_dir)
                         if n.lower().endswith(IMAGE_EXTENSIONS)), key=_natural_key)
         if not names:
-            raise FileNotFoundError(f"no {ID_LIST_NAME} and no image files in {image_dir}")
+            raise MissingFileError(f"--image_dir={image_dir}: no {ID_LIST_NAME} and no image "
+                                   "files in the folder")
         num_listed = len(names)
         rows = np.arange(num_listed) if rows is None else np.asarray(rows, dtype=np.int64)
         if rows.size and (rows.min() < 0 or rows.max() >= num_listed):
-            raise ValueError(f"rows out of range for the {num_listed} images in {image_dir}")
+            raise DataError(f"--image_dir={image_dir}: rows out of range for the {num_listed} "
+                            "images in the folder")
         ids = [names[r] for r in rows]
         paths = [os.path.join(image_dir, n) for n in ids]
     files = ImageFiles(paths=paths, ids=ids, rows=rows, num_listed=num_listed, id_list=id_list)
@@ -137,18 +144,19 @@ def list_image_files(image_dir, id_list="", rows=None, skip_bad=False, check_dec
     missing = [i for i, p in enumerate(paths) if not os.path.isfile(p)]
     if missing and not skip_bad:
         shown = ", ".join(paths[i] for i in missing[:3])
-        raise FileNotFoundError(f"{len(missing)} image file(s) missing, e.g. {shown} "
-                                "(use skip_bad_images to skip them)")
+        raise MissingFileError(f"--image_dir={image_dir}: {len(missing)} image file(s) missing, "
+                               f"e.g. {shown} (use --skip_bad_images to skip them)")
     files = _drop(files, missing, "missing")
     if check_decode:
         bad = find_unreadable(files.paths)
         if bad and not skip_bad:
             shown = "; ".join(f"{files.paths[i]}: {msg}" for i, msg in bad[:3])
-            raise ValueError(f"{len(bad)} image file(s) cannot be decoded: {shown} "
-                             "(use skip_bad_images to skip them)")
+            raise DataError(f"--image_dir={image_dir}: {len(bad)} image file(s) cannot be "
+                            f"decoded: {shown} (use --skip_bad_images to skip them)")
         files = _drop(files, [i for i, _ in bad], "unreadable")
     if not files.paths:
-        raise ValueError(f"no readable images left in {image_dir} ({files.summary()})")
+        raise DataError(f"--image_dir={image_dir}: no readable images left "
+                        f"({files.summary()})")
     return files
 
 
@@ -174,6 +182,13 @@ def _decode(data):
     return image
 
 
+def _op_message(text):
+    """TensorFlow's error text without its op annotations ({{function_node ...}}, [Op:...]):
+    the part a user can act on, e.g. 'Unknown image file format. One of JPEG, ... required.'"""
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text.strip().splitlines()[-1])
+    return re.sub(r"\s*\[Op:\w+\].*$", "", text).strip()[:200]
+
+
 def find_unreadable(paths):
     """(index, message) of every file TensorFlow cannot decode; one parallel tf.data pass."""
     if not paths:
@@ -189,7 +204,7 @@ def find_unreadable(paths):
             _decode(tf.io.read_file(paths[index]))
             message = "decode failed"
         except (tf.errors.OpError, ValueError) as err:
-            message = getattr(err, "message", str(err)).strip().splitlines()[-1][:200]
+            message = _op_message(getattr(err, "message", str(err)))
         bad.append((index, message))
     return bad
 
@@ -239,11 +254,12 @@ def image_loader(spec, training=False, augment=False):
 def load_image(path, spec):
     """One image file as a (1, height, width, 3) normalised batch (e.g. a search query)."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"image file not found: {path}")
+        raise MissingFileError(f"{path}: image file not found")
     try:
         return preprocess(tf.io.read_file(path), spec)[tf.newaxis]
     except tf.errors.InvalidArgumentError as err:
-        raise ValueError(f"cannot decode image {path}: {err.message.splitlines()[-1]}") from None
+        raise DataError(f"{path}: cannot decode image {os.path.basename(path)}: "
+                        f"{_op_message(err.message)}") from None
 
 
 def image_dataset(files, spec, batch_size, training=False, augment=False, shuffle=False,

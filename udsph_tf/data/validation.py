@@ -131,3 +131,38 @@ def validate_arrays(dataset: str, *, labels: np.ndarray, label_src: str,
     # front-end checks non-negativity itself when --text_encoder resolves to bow.
     if images is not None:
         check_finite(images, image_src)
+
+
+def degenerate_inputs(name: str, images: Optional[np.ndarray], tags: np.ndarray) -> list:
+    """Warnings about training rows that carry little or no signal; DataError when the image
+    side is all zeros (the run would train one constant image code and still print a MAP).
+
+    images may be None (raw photos, checked by the image pipeline) or rank > 2 (regions:
+    checked per column of the flattened rows).
+    """
+    warnings = []
+    for side, arr in (("image features", images), ("text", tags)):
+        if arr is None or arr.ndim > 4 or (arr.ndim == 4 and side == "image features"):
+            continue
+        x = np.asarray(arr).reshape(len(arr), -1)
+        if not x.size:
+            continue
+        if not np.any(x):
+            if side == "image features":
+                raise DataError(f"{name}: the image features of the training rows are all "
+                                "zero; nothing can be learned from them (wrong file or key?)")
+            warnings.append(f"{name}: the {side} of the training rows is all zero")
+            continue
+        constant = int(np.count_nonzero(np.ptp(x, axis=0) == 0))
+        if constant == x.shape[1]:
+            warnings.append(f"{name}: every column of the {side} is constant over the "
+                            "training rows: this modality carries no signal")
+        elif constant > x.shape[1] // 2 and side == "image features":
+            # (A bag of words over a large vocabulary leaves many words unused: normal.)
+            warnings.append(f"{name}: {constant} of {x.shape[1]} {side} columns are constant "
+                            "over the training rows")
+        zero_rows = int(np.count_nonzero(~np.any(x, axis=1)))
+        if zero_rows:
+            warnings.append(f"{name}: {zero_rows} of {len(x)} training rows have all-zero "
+                            f"{side}")
+    return warnings

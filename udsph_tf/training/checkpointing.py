@@ -68,8 +68,11 @@ def check_all_tracked(checkpoint, models, path=""):
     object (e.g. a layer kept in a plain list inside a Keras 3 layer, which tf.train does not
     traverse) was never saved, so after a restore it still holds its random initial value."""
     reachable = {id(t) for t in tf.train.TrackableView(checkpoint).descendants()}
+    # Dropout's random-stream state (keras SeedGenerator) is not a weight: inference never
+    # reads it, and a run's weights-only best/ does not need it.
     missing = [v.path for model in models.values() if model is not None
-               for v in model.variables if id(v) not in reachable]
+               for v in model.variables if id(v) not in reachable
+               and "seed_generator" not in v.path]
     if missing:
         raise ValueError(
             f"{len(missing)} network variable(s) are not tracked by the checkpoint "

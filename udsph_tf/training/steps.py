@@ -114,6 +114,14 @@ class TrainSteps:
         labels = tf.cast(batch["labels"], tf.float32)
         return batch["images"], tf.cast(batch["tags"], tf.float32), labels, batch["index"]
 
+    def _global_mean(self, h):
+        """Mean of h over the GLOBAL batch (summed across replicas and workers), for the
+        bit-balance term; no gradient flows through it (losses.bit_balance)."""
+        ctx = tf.distribute.get_replica_context()
+        total = ctx.all_reduce(tf.distribute.ReduceOp.SUM,
+                               tf.reduce_sum(tf.stop_gradient(tf.cast(h, tf.float32)), 0))
+        return total / float(self.global_batch_size)
+
     def _code_target(self, network, index, hash_out):
         """Rows of the quantisation target B for this step's anchors (--code_target).
 
@@ -147,7 +155,8 @@ class TrainSteps:
             comps = L.labnet_loss(
                 out, labels, s, tf.stop_gradient(self.buffers["lab_F"]),
                 tf.stop_gradient(self.buffers["lab_H"]), b_rows, weights=self.weights,
-                form=self.config.pairwise_form)
+                form=self.config.pairwise_form,
+                batch_mean=self._global_mean(out["hash"]) if self.weights.balance else None)
             loss = scale_to_global(comps["total"], self.global_batch_size)
         self._apply("labnet", tape, loss)
         return {"logs": self._finish(comps), "index": index,
@@ -224,7 +233,8 @@ class TrainSteps:
                 h_other=h_other if attention is not None else None,
                 weights=self.weights, form=self.config.pairwise_form,
                 theta_scale=self.config.attention_theta_scale,
-                consistency=self.config.attention_consistency, cross_buffer=cross)
+                consistency=self.config.attention_consistency, cross_buffer=cross,
+                batch_mean=self._global_mean(out["hash"]) if self.weights.balance else None)
             loss = scale_to_global(comps["total"], self.global_batch_size)
         self._apply(network, tape, loss)
         return {"logs": self._finish(comps), "index": index,

@@ -136,6 +136,9 @@ class Trainer:
         c, d = self.config, self.train_data
         image_shape = tuple(d.images.shape[1:])
         self.input_spec = input_spec_for(c, d, raw=self.raw is not None)
+        from udsph_tf.data.validation import degenerate_inputs
+        for warning in degenerate_inputs(d.name, None if self.raw else d.images, d.tags):
+            _log(f"WARNING: {warning}")
         with self.strategy.scope():
             if self.raw is not None and self.raw.cached:
                 from udsph_tf.training.raw_images import build_cached_models
@@ -447,6 +450,10 @@ class Trainer:
               f"{t['distinct_codes']['text_database']}", flush=True)
         for warning in quality_warnings(metrics):
             _log(f"WARNING: {warning}")
+        if train_seconds is not None:
+            print(f"wall {train_seconds:.0f} s; run directory {os.path.abspath(c.workdir)} "
+                  "(metrics.json, TensorBoard: tensorboard --logdir "
+                  f"{c.workdir})", flush=True)
         return metrics
 
     def _linear_floor(self):

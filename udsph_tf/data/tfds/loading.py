@@ -9,6 +9,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from udsph_tf.data.types import CrossModalData, Split
+from udsph_tf.errors import ConfigError, DataError, MissingFileError
 
 # Config.dataset name -> (TFDS builder name, config used when none is given and several exist).
 BUILDERS = {
@@ -36,30 +37,33 @@ def built_configs(builder_name: str, data_dir: str):
 def resolve(name: str, data_dir: str, config_name: str = "") -> Tuple[str, str]:
     """(builder name, config name) for a Config.dataset or builder name."""
     if not data_dir:
-        raise ValueError("--data_source=tfds needs --tfds_data_dir (the TFDS data_dir the data "
-                         "set was built into)")
+        raise ConfigError("--tfds_data_dir: --data_source=tfds needs --tfds_data_dir (the TFDS "
+                          "data_dir the data set was built into)")
     builder_name, preferred = BUILDERS.get(name, (name, ""))
     if builder_name not in {b for b, _ in BUILDERS.values()}:
-        raise ValueError(f"no TFDS builder for dataset {name!r}; choose one of "
-                         f"{sorted(BUILDERS)}")
+        raise ConfigError(f"--dataset={name}: no TFDS builder for dataset {name!r}; choose one "
+                          f"of {sorted(BUILDERS)}")
     built = built_configs(builder_name, data_dir)
     if config_name:
         if config_name not in built:
-            raise FileNotFoundError(
-                f"{builder_name}/{config_name} is not built in {data_dir} (built: {built or 'none'}"
-                f"). Build it: python scripts/build_tfds.py --dataset={name} "
-                f"--config={config_name} --manual_dir=DIR --data_dir={data_dir}")
+            raise MissingFileError(
+                f"--tfds_config={config_name}: {builder_name}/{config_name} is not built in "
+                f"{data_dir} (built: {built or 'none'}). Build it: python scripts/build_tfds.py "
+                f"--dataset={name} --config={config_name} --manual_dir=DIR "
+                f"--data_dir={data_dir}")
         return builder_name, config_name
     if not built:
-        raise FileNotFoundError(
-            f"no build of {builder_name} in {data_dir}. Build one: python scripts/build_tfds.py "
-            f"--dataset={name} --config=CONFIG --manual_dir=DIR --data_dir={data_dir}")
+        raise MissingFileError(
+            f"--tfds_data_dir={data_dir}: no build of {builder_name} in {data_dir}. Build one: "
+            f"python scripts/build_tfds.py --dataset={name} --config=CONFIG --manual_dir=DIR "
+            f"--data_dir={data_dir}")
     if len(built) == 1:
         return builder_name, built[0]
     if preferred in built:
         return builder_name, preferred
-    raise ValueError(f"several configs of {builder_name} are built in {data_dir} ({built}); "
-                     "choose one (load_tfds_as_crossmodal(..., config_name=...))")
+    raise ConfigError(f"--tfds_config: several configs of {builder_name} are built in {data_dir} "
+                      f"({built}); choose one (--tfds_config=NAME, or "
+                      "load_tfds_as_crossmodal(..., config_name=...))")
 
 
 def build_dataset(name: str, config_name: str, manual_dir: str, data_dir: str, *,
@@ -76,8 +80,8 @@ def build_dataset(name: str, config_name: str, manual_dir: str, data_dir: str, *
     cls = tfds.builder_cls(builder_name)
     config_name = config_name or preferred
     if config_name not in cls.builder_configs:
-        raise ValueError(f"{builder_name} has no config {config_name!r}; choose one of "
-                         f"{sorted(cls.builder_configs)}")
+        raise ConfigError(f"--config={config_name}: {builder_name} has no config "
+                          f"{config_name!r}; choose one of {sorted(cls.builder_configs)}")
     config = cls.builder_configs[config_name]
     if split_seed is not None or num_query >= 0 or num_train >= 0 or num_val >= 0:
         from udsph_tf.data.tfds.common import with_split
@@ -137,13 +141,15 @@ def load_tfds_as_crossmodal(name: str, data_dir: str, config_name: str = "", *,
     if is_image and not batched:
         shapes = sorted({c.shape[1:] for c in chunks["image"]})
         if len(shapes) > 1:
-            raise ValueError(f"{builder_name}/{config_name}: the images differ in size "
-                             f"({shapes[:3]}...); pass image_size= to resize them")
+            raise DataError(f"--tfds_data_dir={data_dir}: {builder_name}/{config_name}: the "
+                            f"images differ in size ({shapes[:3]}...); pass image_size= to "
+                            "resize them")
     columns = {k: np.concatenate(v) for k, v in chunks.items()}
     order = np.argsort(columns["index"], kind="stable")
     if not np.array_equal(columns["index"][order], np.arange(len(order))):
-        raise ValueError(f"{builder_name}/{config_name} in {data_dir}: query+database rows are "
-                         "not exactly 0..N-1 (an incomplete or mixed build?)")
+        raise DataError(f"--tfds_data_dir={data_dir}: {builder_name}/{config_name}: "
+                        "query+database rows are not exactly 0..N-1 (an incomplete or mixed "
+                        "build?)")
     images = columns["image"][order]
     if not is_image:
         images = images.astype(np.float32)
@@ -163,12 +169,12 @@ def load_tfds_as_crossmodal(name: str, data_dir: str, config_name: str = "", *,
 def _split_from_metadata(meta, split_rows, builder_name, config_name) -> Split:
     recorded = meta.get("split")
     if not recorded:
-        raise ValueError(f"{builder_name}/{config_name}: the build records no split metadata")
+        raise DataError(f"{builder_name}/{config_name}: the build records no split metadata")
     split = Split.from_dict(recorded)
     for split_name, field in (("query", "query_idx"), ("database", "database_idx")):
         if not np.array_equal(np.sort(split_rows[split_name]), np.sort(getattr(split, field))):
-            raise ValueError(f"{builder_name}/{config_name}: the {split_name} examples do not "
-                             "match the split recorded in the build metadata")
+            raise DataError(f"{builder_name}/{config_name}: the {split_name} examples do not "
+                            "match the split recorded in the build metadata")
     return split
 
 

@@ -10,6 +10,8 @@ import os
 
 import keras
 
+from udsph_tf.errors import ConfigError, MissingFileError
+
 BACKBONE_NAMES = ("cnnf", "vgg16", "vgg19", "resnet50", "efficientnet_lite0")
 
 
@@ -55,12 +57,13 @@ def build_backbone(name, weights_path="", input_shape=None, trainable=False,
     input_shape: (H, W, 3); default 224x224. include_top adds "logits" (EfficientNet-Lite0).
     """
     if name not in BACKBONE_NAMES:
-        raise ValueError(f"unknown backbone {name!r}; one of {BACKBONE_NAMES}")
+        raise ConfigError(f"--backbone={name}: unknown backbone {name!r}; one of "
+                          f"{BACKBONE_NAMES}")
     input_shape = tuple(input_shape or (224, 224, 3))
     size = {"height": int(input_shape[0]), "width": int(input_shape[1])}
     weights_path = str(weights_path or "")
     if weights_path and not os.path.isfile(weights_path):
-        raise FileNotFoundError(f"--backbone_weights file not found: {weights_path}")
+        raise MissingFileError(f"--backbone_weights={weights_path}: file not found")
     if name == "efficientnet_lite0":
         from udsph_tf.models.backbones import efficientnet_lite as eff
         model = eff.efficientnet_lite0(input_shape, include_top=include_top)
@@ -70,17 +73,19 @@ def build_backbone(name, weights_path="", input_shape=None, trainable=False,
     elif name == "cnnf":
         from udsph_tf.models.backbones import cnnf
         if not weights_path:
-            raise FileNotFoundError("the cnnf backbone needs --backbone_weights=.../"
-                                    f"imagenet-vgg-f.mat (download {cnnf.DOWNLOAD_HINT})")
+            raise MissingFileError("--backbone_weights: the cnnf backbone needs "
+                                   "--backbone_weights=.../imagenet-vgg-f.mat (download "
+                                   f"{cnnf.DOWNLOAD_HINT})")
         model = cnnf.cnnf_backbone(weights_path, input_shape)
         preprocessing = {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0), "bgr": False,
                          "resize": "stretch", **size}
     else:
         from udsph_tf.models.backbones import keras_apps
         if not weights_path and not random_init:
-            raise FileNotFoundError(
-                f"the {name} backbone needs --backbone_weights (a local Keras weights file "
-                f"of keras.applications.{name} with include_top=False); none can be downloaded")
+            raise MissingFileError(
+                f"--backbone_weights: the {name} backbone needs --backbone_weights (a local "
+                f"Keras weights file of keras.applications.{name} with include_top=False); "
+                "none can be downloaded")
         model, _ = keras_apps.keras_app_backbone(name, input_shape, weights_path)
         preprocessing = {**keras_apps.CAFFE_PREPROCESSING, **size}
     set_trainable(model, trainable)
@@ -137,8 +142,8 @@ def build_image_input(config, image_shape):
     """The raw-image input of ImgNet for `config.backbone` (hook of models/image_input.py)."""
     image_shape = tuple(int(s) for s in image_shape)
     if len(image_shape) != 3 or image_shape[-1] != 3:
-        raise ValueError(f"--backbone={config.backbone} needs raw images (H, W, 3), got "
-                         f"per-item shape {image_shape}")
+        raise ConfigError(f"--backbone={config.backbone}: needs raw images (H, W, 3), got "
+                          f"per-item shape {image_shape}")
     backbone = build_backbone(config.backbone, config.backbone_weights, image_shape,
                               trainable=config.fine_tune)
     return BackboneInput(backbone, fine_tune=config.fine_tune, name="image_input")

