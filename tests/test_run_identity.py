@@ -394,3 +394,17 @@ def test_main_py_eval_with_a_contradicting_split_seed_is_one_line(trained):
         "--split_seed=0; drop these flags (the run's recorded values are used) or use another "
         "--workdir")
     assert _files(w) == before  # metrics.json is not overwritten
+
+
+def test_a_finished_run_without_its_checkpoint_is_not_overwritten(tmp_path):
+    # Someone deleted ckpt/ to save space: a re-run must not start afresh over metrics.json.
+    from udsph_tf.config import Config, replace
+    from udsph_tf.run_identity import config_for_mode
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "metrics.json").write_text("{}")
+    config = replace(Config(), workdir=str(workdir))
+    with pytest.raises(ValueError, match=r"holds a finished run \(metrics.json\) but no "
+                                         r"checkpoint to resume"):
+        config_for_mode(config, set())
+    assert (workdir / "metrics.json").read_text() == "{}"

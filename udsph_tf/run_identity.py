@@ -335,6 +335,13 @@ def config_for_mode(config, explicit):
     command line that contradicts them is a ConfigError."""
     if config.mode == "train":
         if not has_checkpoint(config.workdir):
+            if os.path.exists(os.path.join(config.workdir, "metrics.json")):
+                # A finished run whose ckpt/ was removed: starting afresh would overwrite
+                # its metrics.json and best/ without a word.
+                raise ConfigError(
+                    f"--workdir={config.workdir}: holds a finished run (metrics.json) but no "
+                    "checkpoint to resume; use another --workdir, or delete this one to "
+                    "train it again")
             return config  # a fresh start records its own run.json
         return resolve(config, explicit, resuming=True)
     if config.mode in ("eval", "export"):

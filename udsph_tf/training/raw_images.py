@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from udsph_tf.data import images as image_io
+from udsph_tf.errors import DataError, MissingFileError
 
 # Memory bound of the in-memory copies (pixels or cached backbone outputs). 730 photos at
 # 224x224 are 110 MB of pixels; 20,015 are 3 GB, above it: extract features instead.
@@ -41,9 +42,9 @@ def check_image_files(paths, skip_bad=False):
     if (missing or bad) and not skip_bad:
         shown = "; ".join([f"{paths[i]}: missing" for i in missing[:3]]
                           + [f"{paths[i]}: {msg}" for i, msg in bad[:3]])
-        raise (FileNotFoundError if missing else ValueError)(
-            f"{len(missing)} image file(s) missing and {len(bad)} cannot be decoded: {shown} "
-            "(use --skip_bad_images to skip them)")
+        raise (MissingFileError if missing else DataError)(
+            f"--image_dir: {len(missing)} image file(s) missing and {len(bad)} cannot be "
+            f"decoded: {shown} (use --skip_bad_images to skip them)")
     drop = set(missing) | {i for i, _ in bad}
     if drop:
         _log(f"skipping {len(missing)} missing and {len(bad)} unreadable image(s), e.g. "
