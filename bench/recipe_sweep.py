@@ -39,7 +39,8 @@ DATASETS = {
 # its text front-end follows --text_encoder=auto, since the old code refused dense text.
 _BEFORE = {"image_norm": "none", "text_norm": "none", "code_target": "joint",
            "min_pass_steps": 0, "lr_lab": 1e-3, "lr_img": 1e-4, "txt_scales": "50,30,15,10,5",
-           "balance": 0.0, "cross_pair": 0.0, "batch_norm": False, "dropout": 0.0}
+           "balance": 0.0, "cross_pair": 0.0, "batch_norm": False, "dropout": 0.0,
+           "lab_passes": 1}
 _INPUTS = {**_BEFORE, "image_norm": "auto", "text_norm": "auto"}
 _LABEL = {**_INPUTS, "lr_lab": 3e-4, "code_target": "label"}
 _STEPS = {**_LABEL, "min_pass_steps": 40, "lr_img": 1e-3}
@@ -55,10 +56,16 @@ RECIPES = {
     "own_target": {**_STEPS, "code_target": "own"},
     "no_fusion": _NO_FUSION,
     "no_fusion_one_pass": {**_NO_FUSION, "min_pass_steps": 0},
-    "no_fusion_balance": {**_NO_FUSION, "balance": 1.0},      # = the defaults
+    "no_fusion_balance": {**_NO_FUSION, "balance": 1.0},
     "no_fusion_cross": {**_NO_FUSION, "cross_pair": 10.0},
     "no_fusion_batch_norm": {**_NO_FUSION, "batch_norm": True},
     "no_fusion_dropout": {**_NO_FUSION, "dropout": 0.5},
+    # After the grid showed the DCMH-like ablation ahead on MIRFlickr-730:
+    "dcmh_like": {**_NO_FUSION, "balance": 1.0, "label_net": False, "adversarial": False,
+                  "attention": "none"},
+    "cross30": {**_NO_FUSION, "balance": 1.0, "cross_pair": 30.0},
+    "lab_passes3": {**_NO_FUSION, "balance": 1.0, "lab_passes": 3},  # = the defaults
+    "lab_passes5": {**_NO_FUSION, "balance": 1.0, "lab_passes": 5},
 }
 
 

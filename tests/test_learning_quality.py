@@ -66,8 +66,8 @@ def test_label_network_separates_single_label_classes(tmp_path):
     # No validation split, so the run keeps its last epoch (the modality networks do not
     # train here, and selecting on their MAP would pick an arbitrary label-network epoch).
     split = make_split(data.num_items, "synthetic_single", 0, num_val=0)
-    config = replace(Config(), workdir=str(tmp_path), epochs=8, img_passes=0, txt_passes=0,
-                     disc_passes=0, **{**SMALL, "labnet_hidden": Config().labnet_hidden})
+    config = replace(Config(), workdir=str(tmp_path), epochs=8, lab_passes=1, img_passes=0,
+                     txt_passes=0, disc_passes=0, **{**SMALL, "labnet_hidden": Config().labnet_hidden})
     trainer = Trainer(config, strategy=shared_strategy(1), data=data, split=split)
     trainer.run()
     assert trainer.steps_per_pass * config.epochs <= 400
