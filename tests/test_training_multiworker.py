@@ -15,7 +15,8 @@ ARGS = ["--bits=8", "--feature_dim=16", "--labnet_hidden=32", "--imgnet_hidden=3
         "--txtnet_hidden=32", "--txt_scales=5", "--disc_hidden=16", "--attention_dim=8",
         "--batch_size=32", "--num_query=64", "--num_train=256", "--num_val=64", "--epochs=1",
         "--noprogress", "--verbosity=-1",
-        "--min_pass_steps=0"]  # one pass = the full batches of each worker's shard (asserted)
+        # One pass of each network = the full batches of each worker's shard (asserted).
+        "--min_pass_steps=0", "--lab_passes=1"]
 
 
 def _free_ports(n):

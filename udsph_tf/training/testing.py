@@ -34,6 +34,9 @@ def tiny_config(workdir, **changes):
                   lr_txt=1e-3, lr_disc=1e-3, progress=False, keep_checkpoints=2)
     if hasattr(base, "token_dim"):
         changes.setdefault("token_dim", 8)
+    # One pass of full batches per network: these runs test the loop, not learning quality.
+    changes.setdefault("min_pass_steps", 0)
+    changes.setdefault("lab_passes", 1)
     return replace(base, **changes)
 
 
