@@ -13,18 +13,13 @@ import tensorflow as tf
 from udsph_tf.export.restore import restore_encoders
 from udsph_tf.training import Trainer, evaluate, train_and_evaluate
 from udsph_tf.training.checkpointing import CheckpointUnreadableError
-from udsph_tf.training.testing import shared_strategy, tiny_config, tiny_data, tiny_split
+from udsph_tf.training.testing import (checkpoint_values, shared_strategy, tiny_config,
+                                       tiny_data, tiny_split)
 
 
 def _run(workdir, **changes):
     return train_and_evaluate(tiny_config(workdir, **changes), strategy=shared_strategy(1),
                               data=tiny_data(), split=tiny_split())
-
-
-def _values(prefix):
-    reader = tf.train.load_checkpoint(prefix)
-    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
-            if "save_counter" not in k}
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +30,7 @@ def run(tmp_path_factory):
 
 def test_best_holds_every_network_and_no_optimizer_or_buffer(run):
     workdir, _ = run
-    best = _values(tf.train.latest_checkpoint(str(workdir / "best")))
+    best = checkpoint_values(tf.train.latest_checkpoint(str(workdir / "best")))
     roots = {k.split("/")[0] for k in best}
     assert not {r for r in roots if r.startswith(("opt_", "buf_"))}
     assert {"model_imgnet", "model_txtnet", "model_labnet", "step", "epoch", "best_score",
@@ -98,7 +93,7 @@ def test_export_names_a_damaged_best(run, tmp_path):
 def test_a_damaged_latest_resumes_from_the_older_one_and_ends_the_same(tmp_path, capsys):
     first = _run(tmp_path, epochs=2, keep_checkpoints=2, deterministic=True)
     latest = tf.train.latest_checkpoint(str(tmp_path / "ckpt"))
-    want = _values(latest)
+    want = checkpoint_values(latest)
     data_file, = glob.glob(latest + ".data-*")
     with open(data_file, "r+b") as f:
         f.truncate(1000)
@@ -106,7 +101,7 @@ def test_a_damaged_latest_resumes_from_the_older_one_and_ends_the_same(tmp_path,
     again = _run(tmp_path, epochs=2, keep_checkpoints=2, deterministic=True)
     err = capsys.readouterr().err
     assert f"{data_file} (1,000 bytes)" in err and "resuming from the older checkpoint" in err
-    got = _values(tf.train.latest_checkpoint(str(tmp_path / "ckpt")))
+    got = checkpoint_values(tf.train.latest_checkpoint(str(tmp_path / "ckpt")))
     assert want.keys() == got.keys()
     for k in want:
         np.testing.assert_array_equal(want[k], got[k], err_msg=k)

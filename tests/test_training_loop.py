@@ -11,19 +11,14 @@ import tensorflow as tf
 from udsph_tf.training import Trainer, TrainingDiverged, evaluate, train_and_evaluate
 from udsph_tf.training.progress import Progress
 from udsph_tf.training.summaries import Summaries
-from udsph_tf.training.testing import shared_strategy, tiny_config, tiny_data, tiny_split
+from udsph_tf.training.testing import (checkpoint_values, shared_strategy, tiny_config,
+                                       tiny_data, tiny_split)
 
 
 def _run(workdir, **changes):
     config = tiny_config(workdir, **changes)
     return train_and_evaluate(config, strategy=shared_strategy(1), data=tiny_data(),
                               split=tiny_split())
-
-
-def _checkpoint_values(prefix):
-    reader = tf.train.load_checkpoint(prefix)
-    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
-            if "save_counter" not in k}
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +85,8 @@ def test_resume_in_two_sessions_equals_one_session(tmp_path):
     full = _run(tmp_path / "full", epochs=2, deterministic=True)
     _run(tmp_path / "split", epochs=1, deterministic=True)
     resumed = _run(tmp_path / "split", epochs=2, deterministic=True)
-    a = _checkpoint_values(tf.train.latest_checkpoint(str(tmp_path / "full" / "ckpt")))
-    b = _checkpoint_values(tf.train.latest_checkpoint(str(tmp_path / "split" / "ckpt")))
+    a = checkpoint_values(tf.train.latest_checkpoint(str(tmp_path / "full" / "ckpt")))
+    b = checkpoint_values(tf.train.latest_checkpoint(str(tmp_path / "split" / "ckpt")))
     assert a.keys() == b.keys()
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)

@@ -56,3 +56,11 @@ def shared_strategy(num_replicas):
             raise ValueError(f"{num_replicas} replicas asked, {len(devices)} CPU devices exist")
         _STRATEGIES[num_replicas] = tf.distribute.MirroredStrategy(devices)
     return _STRATEGIES[num_replicas]
+
+
+def checkpoint_values(prefix):
+    """Every tensor of a checkpoint by name (save_counter left out: it counts saves, not state)."""
+    import tensorflow as tf
+    reader = tf.train.load_checkpoint(prefix)
+    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+            if "save_counter" not in k}
