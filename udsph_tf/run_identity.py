@@ -21,6 +21,7 @@ from udsph_tf.config import Config, config_fields
 from udsph_tf.errors import ConfigError, DataError, MissingFileError
 
 RUN_FILE = "run.json"
+INPUTS_FILE = "inputs.json"  # the resolved --image_norm/--text_encoder/--text_norm
 RECORD_FORMAT = 1
 
 # Fields that may change between sessions of one run (a resume, eval, export, search): how

@@ -37,9 +37,10 @@ def run_config(config, explicit=None):
 
 
 def recorded_input_spec(workdir):
-    """The input handling the run resolved at training (trainer.INPUTS_FILE), or None for
+    """The input handling the run resolved at training (run_identity.INPUTS_FILE), or None for
     runs that predate it (then the config alone decides)."""
-    path = os.path.join(workdir, "inputs.json")
+    from udsph_tf.run_identity import INPUTS_FILE
+    path = os.path.join(workdir, INPUTS_FILE)
     if not os.path.exists(path):
         return None
     try:

@@ -21,7 +21,6 @@ from udsph_tf.training.strategy import is_chief, make_strategy, worker_dir
 from udsph_tf.training.summaries import Summaries
 
 ENCODE_BATCH = 1024
-INPUTS_FILE = "inputs.json"  # the resolved --image_norm/--text_encoder/--text_norm of a run
 RAW_ENCODE_BATCH = 32  # a CNN on 1024 photos at once would need GBs of activations
 SELECTION_RULE = ("validation queries (split.val_idx, carved from the training side) against "
                   "the database minus the validation items; score = mean of MAP I->T and T->I "
@@ -311,7 +310,8 @@ class Trainer:
         from udsph_tf import run_identity  # run.json: a resume must be the recorded run
         run_identity.start_training(c, self.data, self.split, write=self.chief)
         if self.chief:  # export/search rebuild the networks with the same input handling
-            _write_json_atomic(os.path.join(c.workdir, INPUTS_FILE), self.input_spec)
+            _write_json_atomic(os.path.join(c.workdir, run_identity.INPUTS_FILE),
+                              self.input_spec)
         restored = self.ckpt.restore_latest()
         if restored:
             if int(self.ckpt.split_seed) != self.split.seed:
