@@ -16,7 +16,7 @@ from udsph_tf.errors import ConfigError
 from udsph_tf.training import schedule
 from udsph_tf.training.checkpointing import RunCheckpoint
 from udsph_tf.training.progress import Progress
-from udsph_tf.training.steps import TrainSteps
+from udsph_tf.training.steps import TrainSteps, precision_policy
 from udsph_tf.training.strategy import is_chief, make_strategy, worker_dir
 from udsph_tf.training.summaries import Summaries
 
@@ -89,6 +89,8 @@ class Trainer:
             tf.config.experimental.enable_op_determinism()
         keras.utils.set_random_seed(config.seed)
         self.strategy = strategy or make_strategy(config.num_replicas)
+        # --mixed_precision; set by every Trainer (the policy is process-wide in Keras).
+        keras.mixed_precision.set_dtype_policy(precision_policy(config, self.strategy))
         self.chief = is_chief(self.strategy)
         if data is None or split is None:
             from udsph_tf.data import load_dataset_from_config, split_from_config
@@ -154,6 +156,8 @@ class Trainer:
             for net in self.networks:
                 opt = keras.optimizers.Adam(learning_rate=schedule.learning_rate(c, net, 0),
                                             name=f"adam_{net}")
+                if keras.mixed_precision.dtype_policy().name == "mixed_float16":
+                    opt = keras.optimizers.LossScaleOptimizer(opt, name=f"scaled_{net}")
                 self.optimizers[net] = opt
             n, k, f = self.n_train, c.bits, c.feature_dim
             names = ["img_F", "img_H", "txt_F", "txt_H"] + (["lab_F", "lab_H"] if c.label_net else [])
@@ -252,8 +256,9 @@ class Trainer:
         rates = self.set_learning_rates(epoch)
         bar = Progress(len(self.phases) * self.steps_per_pass, f"epoch {epoch + 1}/{c.epochs}",
                        enabled=c.progress and self.chief)
-        sums = {}
+        sums, seconds = {}, {}
         for number, phase in enumerate(self.phases):
+            started = time.perf_counter()
             step_fn = self.steps.step(phase.network)
             iterator = iter(self._dataset(schedule.data_seed(c.seed, epoch, number)))
             for _ in range(self.steps_per_pass):
@@ -272,8 +277,14 @@ class Trainer:
                     acc[k] = acc.get(k, 0.0) + v
                 acc["_n"] = acc.get("_n", 0) + 1
                 bar.update(1, **{phase.network: logs["total"]})
+            seconds[phase.network] = (seconds.get(phase.network, 0.0)
+                                      + time.perf_counter() - started)
         bar.close()
+        started = time.perf_counter()
         self._refresh_codes()
+        # Where the epoch's time went (history.json): each network's steps, the B refresh.
+        self.epoch_seconds = {"step_seconds": {k: round(v, 3) for k, v in seconds.items()},
+                              "refresh_seconds": round(time.perf_counter() - started, 3)}
         means = {net: {k: v / acc["_n"] for k, v in acc.items() if k != "_n"}
                  for net, acc in sums.items()}
         step = int(self.ckpt.step)
@@ -328,11 +339,14 @@ class Trainer:
             means = self.train_epoch(epoch)
             entry = {"epoch": epoch + 1, "step": int(self.ckpt.step),
                      "seconds": round(time.time() - t0, 3),
-                     "loss": {net: comps["total"] for net, comps in means.items()}}
+                     "loss": {net: comps["total"] for net, comps in means.items()},
+                     **self.epoch_seconds}
             self.ckpt.epoch.assign(epoch + 1)
             last = epoch + 1 == c.epochs
             if (epoch + 1) % max(c.eval_every, 1) == 0 or last:
+                started = time.perf_counter()
                 val = self.validate()
+                entry["validation_seconds"] = round(time.perf_counter() - started, 3)
                 if val is not None:
                     entry["val"] = val
                     self.summaries.scalars("eval", {"val/map_i2t": val["map_i2t"],

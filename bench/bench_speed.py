@@ -1,0 +1,138 @@
+"""What makes the training steps faster at MIRFlickr scale: variants against a baseline.
+
+    python bench/bench_speed.py [--repeats 5] [--steps 3] [--variants baseline bf16 xla ...]
+
+Data and model as bench/bench_train_throughput.py (10,000 training pairs, 4,096-d image features,
+1,386-d tags, batch 128, SSAH widths, 32 bits, UDSPH, one replica). Every variant builds its own
+Trainer in this process; the repeats are interleaved (baseline, variant, baseline, ...) so load
+from other jobs on the shared cores falls on all of them alike. Printed per network step: the
+median over repeats of the seconds per step and its ratio to the baseline (< 1 = faster), plus
+how often each step function was traced (retracing) and the input pipeline's share.
+
+Variants: baseline (float32, no XLA), bf16 (--mixed_precision=bf16), fp16, xla (--jit_compile),
+xla_bf16, noatt (--attention=none: the SSAH model) and noatt_xla, small_n (1,000 training
+pairs: the batch x N buffer terms' cost, as the ratio of step times at N=1,000 and N=10,000).
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from bench_train_throughput import BATCH, mirflickr_scale_data  # noqa: E402
+from udsph_tf.config import Config  # noqa: E402
+from udsph_tf.data.types import Split  # noqa: E402
+from udsph_tf.training.trainer import Trainer  # noqa: E402
+
+VARIANTS = {
+    "baseline": {},
+    "bf16": {"mixed_precision": "bf16"},
+    "fp16": {"mixed_precision": "fp16"},
+    "xla": {"jit_compile": True},
+    "xla_bf16": {"jit_compile": True, "mixed_precision": "bf16"},
+    "noatt": {"attention": "none"},
+    "noatt_xla": {"attention": "none", "jit_compile": True},
+    "small_n": {},
+}
+
+
+_STRATEGY = []
+
+
+def _strategy():
+    """One strategy for every variant (separate ones on one device clash in their collectives)."""
+    if not _STRATEGY:
+        _STRATEGY.append(tf.distribute.MirroredStrategy(["/cpu:0"]))
+    return _STRATEGY[0]
+
+
+def build(name, data, split):
+    if name == "small_n":  # the same batches, 1,000 buffer rows instead of 10,000
+        split = Split(query_idx=split.query_idx, database_idx=split.database_idx,
+                      train_idx=split.train_idx[:1000], val_idx=split.val_idx, seed=0)
+    config = Config(workdir=tempfile.mkdtemp(), batch_size=BATCH, bits=32, progress=False,
+                    **{"mixed_precision": "off", **VARIANTS[name]})
+    trainer = Trainer(config, strategy=_strategy(), data=data, split=split)
+    trainer._fill_buffers()
+    state = {}
+    for net in trainer.networks:
+        state[net] = (trainer.steps.step(net), iter(trainer._dataset(seed=0)))
+    return trainer, state
+
+
+def time_steps(trainer, step, iterator, steps):
+    batches = [next(iterator) for _ in range(steps)]
+    t0 = time.perf_counter()
+    for b in batches:
+        logs = step(b)
+    float(logs["total"])
+    return (time.perf_counter() - t0) / steps, logs
+
+
+def input_seconds(iterator, steps):
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        b = next(iterator)
+    tf.nest.map_structure(lambda t: t, b)
+    return (time.perf_counter() - t0) / steps
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--variants", nargs="+", default=["bf16", "xla", "noatt", "noatt_xla",
+                                                          "small_n"])
+    parser.add_argument("--networks", nargs="+", default=["labnet", "disc", "imgnet", "txtnet"])
+    args = parser.parse_args()
+    data, split = mirflickr_scale_data()
+    names = ["baseline"] + [v for v in args.variants if v != "baseline"]
+    built = {}
+    for name in names:
+        t0 = time.perf_counter()
+        built[name] = build(name, data, split)
+        trainer, state = built[name]
+        for net in args.networks:  # trace + warm-up
+            time_steps(trainer, state[net][0], state[net][1], 1)
+        print(f"built + traced {name} in {time.perf_counter() - t0:.0f} s", flush=True)
+    times = {(n, net): [] for n in names for net in args.networks}
+    finite = {}
+    for _ in range(args.repeats):
+        for net in args.networks:
+            for name in names:
+                trainer, state = built[name]
+                sec, logs = time_steps(trainer, *state[net], args.steps)
+                times[(name, net)].append(sec)
+                finite[(name, net)] = bool(np.isfinite(float(logs["total"])))
+    _, base_state = built["baseline"]
+    feed = input_seconds(base_state["imgnet"][1], 20)
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; "
+          f"median of {args.repeats} repeats of {args.steps} steps, batch {BATCH}")
+    print(f"{'variant':<10} {'network':<8} {'s/step':>8} {'vs baseline':>12} {'traces':>7} "
+          f"{'finite loss':>12}")
+    for name in names:
+        trainer, state = built[name]
+        for net in args.networks:
+            med = statistics.median(times[(name, net)])
+            base = statistics.median(times[("baseline", net)])
+            traces = state[net][0].experimental_get_tracing_count()
+            print(f"{name:<10} {net:<8} {med:>8.3f} {med / base:>12.2f} {traces:>7} "
+                  f"{str(finite[(name, net)]):>12}")
+    print(f"input pipeline alone: {feed * 1000:.1f} ms per batch (next() on the distributed "
+          "iterator, prefetched; compare with s/step)")
+
+
+if __name__ == "__main__":
+    main()
+    # Several trainers' open distributed iterators made the interpreter's exit hang here.
+    sys.stdout.flush()
+    os._exit(0)
