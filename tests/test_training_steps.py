@@ -167,3 +167,20 @@ def test_schedule_order_rates_and_seeds(tmp_path):
 def test_bad_batch_size_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="exceeds"):
         Trainer(tiny_config(tmp_path, batch_size=1000), data=tiny_data(), split=tiny_split())
+
+
+def test_disc_schedule_step_trains_that_modality_discriminator_in_its_step(tmp_path):
+    """--disc_schedule=step: an ImgNet step also steps disc_img on the batch (disc_txt kept);
+    with the default (epoch) a modality step leaves both discriminators as they were."""
+    rows = np.arange(GLOBAL_BATCH)
+    for schedule, img_changes in (("step", True), ("epoch", False)):
+        t = _trainer(tmp_path / schedule, _cpus()[:1], disc_schedule=schedule, attention="none")
+        before = {n: [w.copy() for w in t.models[n].get_weights()]
+                  for n in ("disc_img", "disc_txt")}
+        logs = t.steps.step("imgnet")(_distribute(t.strategy, _batch(t, rows)))
+        changed = {n: any(np.any(a != b) for a, b in zip(before[n], t.models[n].get_weights()))
+                   for n in before}
+        assert changed == {"disc_img": img_changes, "disc_txt": False}, schedule
+        assert ("disc_img" in logs) == img_changes
+        if img_changes:
+            assert np.isfinite(float(logs["disc_img"])) and float(logs["disc_img"]) > 0

@@ -28,6 +28,16 @@ class Config:
     deterministic: bool = _field(False, "Enable TF op determinism (bit-identical resume).")
     num_replicas: int = _field(0, "Local replicas for MirroredStrategy; 0 = all local devices. "
                                "On a CPU-only machine N>1 splits the CPU into N logical devices.")
+    mixed_precision: str = _field("auto", "Compute dtype of the hidden layers (variables, "
+                                  "hash and label heads and losses stay float32): fp16 = Keras "
+                                  "mixed_float16 with loss scaling, bf16 = mixed_bfloat16, off = "
+                                  "float32; auto = fp16 when the replicas are GPUs, else off "
+                                  "(bf16 on this CPU: docs/training.md, Speed).",
+                                  ["auto", "off", "bf16", "fp16"])
+    jit_compile: bool = _field(False, "Compile each network's per-replica step with XLA. Off: "
+                               "on this CPU it was not faster overall, the attention loss "
+                               "becomes NaN under XLA and two replicas fail (docs/training.md, "
+                               "Speed); try it with --attention=none on one device.")
 
     # --- data -------------------------------------------------------------------------------
     dataset: str = _field("default", "Dataset: default (embedded, generated), mirflickr, "
@@ -120,7 +130,9 @@ class Config:
                           "(docs/training.md, tests/test_code_collapse.py).")
     beta: float = _field(1.0, "Weight of the quantisation loss ||B - H||^2.")
     eta: float = _field(1.0, "Weight of the label-prediction loss.")
-    delta: float = _field(1.0, "Weight of the adversarial (generator) loss.")
+    delta: float = _field(0.1, "Weight of the adversarial (generator) loss. 0.1, not 1.0: "
+                          "ahead of 1.0 and of no adversary on validation MAP over MIRFlickr-730 "
+                          "and four single-label draws (docs/training.md, Recipe).")
     mu: float = _field(1.0, "Weight of the attention (local semantic correlation) loss.")
     pairwise_form: str = _field("likelihood", "Pairwise term: the negative log-likelihood, or "
                                 "the squared error of SSAH's released code (option only).",
@@ -157,6 +169,11 @@ class Config:
                              "MAP 0.39 -> 0.63 on the single-label family, 0.747 -> 0.762 on "
                              "MIRFlickr-730 (docs/training.md, Recipe).")
     disc_passes: int = _field(1, "Passes for the discriminators per epoch.")
+    disc_schedule: str = _field("epoch", "When the discriminators train: epoch = their own pass "
+                                "each epoch (SSAH); step = also one step on every ImgNet/TxtNet "
+                                "batch, so a generator never plays a frozen discriminator "
+                                "(measured worse: docs/training.md, Recipe).",
+                                ["epoch", "step"])
     img_passes: int = _field(1, "Passes for ImgNet per epoch.")
     txt_passes: int = _field(1, "Passes for TxtNet per epoch.")
     lr_lab: float = _field(3e-4, "LabNet Adam learning rate. 3e-4, not 1e-3: at 1e-3 the "

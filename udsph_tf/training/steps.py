@@ -1,6 +1,7 @@
 """The distributed train steps: one tf.function per network, each a `strategy.run` of a
 per-replica step, the loss scaled once for the global batch, buffers updated on the host."""
 
+import keras
 import tensorflow as tf
 
 from udsph_tf import losses as L
@@ -18,6 +19,26 @@ def scale_to_global(per_anchor, global_batch_size):
     replicas take the same step as one device with the whole batch.
     """
     return tf.nn.compute_average_loss(per_anchor, global_batch_size=global_batch_size)
+
+
+_POLICIES = {"off": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+
+
+def precision_policy(config, strategy):
+    """The Keras dtype policy of --mixed_precision: auto = mixed_float16 when the strategy's
+    replicas are GPUs, float32 on a CPU (bfloat16 is an explicit choice there; measured in
+    docs/training.md, Speed)."""
+    mode = config.mixed_precision
+    if mode == "auto":
+        devices = strategy.extended.worker_devices
+        return "mixed_float16" if any("GPU" in d.upper() for d in devices) else "float32"
+    return _POLICIES[mode]
+
+
+def _float32(out):
+    """A model's outputs with every floating tensor in float32: under a mixed policy the
+    hidden features come out in bfloat16/float16; the losses and the buffers are float32."""
+    return {k: tf.cast(v, tf.float32) if v.dtype.is_floating else v for k, v in out.items()}
 
 
 def _all_gather(ctx, x, axis=0):
@@ -75,6 +96,10 @@ class TrainSteps:
 
     def _distributed(self, replica_fn):
         strategy = self.strategy
+        if self.config.jit_compile:
+            # XLA on the per-replica function (not on this wrapper: strategy.run and the
+            # cross-replica buffer writes stay outside the compiled cluster).
+            replica_fn = tf.function(replica_fn, jit_compile=True, autograph=False)
 
         # autograph=False: the step has no tensor-dependent Python control flow, and AutoGraph
         # mixed up the converted code of the two small modality wrappers in fresh processes.
@@ -99,12 +124,19 @@ class TrainSteps:
     # --- helpers -------------------------------------------------------------------------
     def _apply(self, network, tape, loss):
         variables = self.train_variables(network)
-        grads = tape.gradient(loss, variables)
+        optimizer = self.optimizers[network]
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            # --mixed_precision=fp16: the gradient of loss x scale (scale_loss's product);
+            # apply_gradients divides it out and skips a step whose gradients overflowed.
+            grads = tape.gradient(loss, variables,
+                                  output_gradients=tf.cast(optimizer.scale_loss(1.0), loss.dtype))
+        else:
+            grads = tape.gradient(loss, variables)
         # Variables unused by this config (e.g. tag embeddings without attention) get None.
         # The tag embedding's sparse IndexedSlices gradient is made dense (it is small), so
         # every cross-replica/worker all-reduce is a plain dense one.
         pairs = [(tf.convert_to_tensor(g), v) for g, v in zip(grads, variables) if g is not None]
-        self.optimizers[network].apply_gradients(pairs)
+        optimizer.apply_gradients(pairs)
 
     def _finish(self, comps):
         """Scale every per-anchor component once; 'total' is what was differentiated."""
@@ -150,7 +182,7 @@ class TrainSteps:
         _, _, labels, index = self._batch(batch)
         s = L.similarity(labels, self.train_labels)
         with tf.GradientTape() as tape:
-            out = self.models["labnet"](labels, training=True)
+            out = _float32(self.models["labnet"](labels, training=True))
             b_rows = self._code_target("labnet", index, out["hash"])
             comps = L.labnet_loss(
                 out, labels, s, tf.stop_gradient(self.buffers["lab_F"]),
@@ -202,17 +234,17 @@ class TrainSteps:
             ctx = tf.distribute.get_replica_context()
             att_s = L.similarity(labels, _all_gather(ctx, labels, axis=0))
             if modality == "img":
-                t_out = m["txtnet"](tags, training=False)
+                t_out = _float32(m["txtnet"](tags, training=False))
                 tokens = _all_gather(ctx, tf.stop_gradient(t_out["tokens"]), axis=0)
                 # all_gather takes no bool tensors.
                 token_mask = _all_gather(ctx, tf.cast(t_out["token_mask"], tf.int32), axis=0) > 0
                 h_other = _all_gather(ctx, tf.stop_gradient(t_out["hash"]), axis=0)
             else:
-                v_out = m["imgnet"](images, training=False)
+                v_out = _float32(m["imgnet"](images, training=False))
                 regions = _all_gather(ctx, tf.stop_gradient(v_out["regions"]), axis=0)
                 h_other = _all_gather(ctx, tf.stop_gradient(v_out["hash"]), axis=0)
         with tf.GradientTape() as tape:
-            out = m[network](images if modality == "img" else tags, training=True)
+            out = _float32(m[network](images if modality == "img" else tags, training=True))
             b_rows = self._code_target(network, index, out["hash"])
             fake_logits = None
             if self.config.adversarial:
@@ -223,9 +255,11 @@ class TrainSteps:
             att = None
             if attention is not None:
                 if modality == "img":
-                    att = attention(out["regions"], tokens, token_mask)            # (n, G)
+                    att = tf.cast(attention(out["regions"], tokens, token_mask),
+                                  tf.float32)                                        # (n, G)
                 else:
-                    att = tf.transpose(attention(regions, out["tokens"], out["token_mask"]))
+                    att = tf.transpose(tf.cast(
+                        attention(regions, out["tokens"], out["token_mask"]), tf.float32))
             comps = L.modality_loss(
                 out, labels, s, tf.stop_gradient(f_buf), tf.stop_gradient(h_buf), b_rows,
                 fake_logits=fake_logits, att=att,
@@ -237,5 +271,20 @@ class TrainSteps:
                 batch_mean=self._global_mean(out["hash"]) if self.weights.balance else None)
             loss = scale_to_global(comps["total"], self.global_batch_size)
         self._apply(network, tape, loss)
+        if self.config.adversarial and self.config.disc_schedule == "step":
+            comps[f"disc_{modality}"] = self._disc_step_on(modality, labels, out["feature"])
         return {"logs": self._finish(comps), "index": index,
                 "updates": {f"{modality}_F": out["feature"], f"{modality}_H": out["hash"]}}
+
+    def _disc_step_on(self, modality, labels, fake_features):
+        """One discriminator step on this batch (--disc_schedule=step): LabNet's features of
+        the batch are real, the modality's (before its update) fake."""
+        m = self.models
+        disc = m["disc_img" if modality == "img" else "disc_txt"]
+        real = tf.stop_gradient(_float32(m["labnet"](labels, training=False))["feature"])
+        fake = tf.stop_gradient(fake_features)
+        with tf.GradientTape() as tape:
+            per_anchor = L.discriminator_loss(disc(real, training=True), disc(fake, training=True))
+            loss = scale_to_global(per_anchor, self.global_batch_size)
+        self._apply("disc", tape, loss)  # the other discriminator gets no gradient: skipped
+        return per_anchor
