@@ -12,7 +12,6 @@ import json
 import os
 import pathlib
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -120,15 +119,7 @@ def _compute_regions(files, batch_size=32):
 def _save_npz(path, arrays):
     """Write atomically: a killed run leaves no half-written cache file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_npz(path, arrays)
 
 
 def _inside(path, folder):
