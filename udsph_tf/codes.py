@@ -17,7 +17,7 @@ import numpy as np
 
 def to_codes(h):
     """Real-valued hash outputs -> int8 +-1 codes; 0 goes to +1 (sign() would give 0, which
-    is no code). The SavedModels do the same in-graph (export/encoders.codes_from_hash)."""
+    is no code). The same rule in-graph: udsph_tf.models.encoding.sign_codes."""
     return np.where(np.asarray(h) >= 0, 1, -1).astype(np.int8)
 
 

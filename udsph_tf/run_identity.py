@@ -407,7 +407,7 @@ def require_trained_run(workdir):
     if not os.path.isdir(workdir):
         raise MissingFileError(f"--workdir={workdir}: no such run directory (train first: "
                                "--mode=train with the same --workdir)")
-    from udsph_tf.export.restore import selected_checkpoint
+    from udsph_tf.training.checkpointing import selected_checkpoint
     try:
         return selected_checkpoint(workdir)
     except FileNotFoundError as err:
@@ -446,7 +446,7 @@ def check_export(workdir, saved_model_dirs, reexport, run_name=""):
     if not record or not record.get("run_id"):
         return
     from udsph_tf.export.layout import run_stamp
-    from udsph_tf.export.restore import selected_checkpoint
+    from udsph_tf.training.checkpointing import selected_checkpoint
     try:
         best = selected_checkpoint(workdir)
     except FileNotFoundError:

@@ -103,7 +103,7 @@ def cache_key(files, grid) -> str:
 def _compute_regions(files, batch_size=32):
     """The (n, 49, 1280) float32 head map of each photo, through `--mode=extract`'s code path."""
     from udsph_tf.models.backbones import build_backbone
-    from udsph_tf.models.backbones.extract import extract
+    from udsph_tf.data.features import extract
     bad = image_data.find_unreadable(files.paths)
     if bad:
         shown = "; ".join(f"{files.paths[i]}: {msg}" for i, msg in bad[:3])

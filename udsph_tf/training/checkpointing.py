@@ -247,3 +247,15 @@ class RunCheckpoint:
         """Seconds spent writing checkpoints since the last call (rounded to ms)."""
         seconds, self._write_seconds = self._write_seconds, 0.0
         return round(seconds, 3)
+
+
+def selected_checkpoint(workdir):
+    """Path of the selected (best validation) checkpoint the trainer keeps under workdir."""
+    best_dir = os.path.join(workdir, BEST_DIR)
+    path = tf.train.latest_checkpoint(best_dir)
+    if not path:
+        # No --workdir prefix: run_identity.require_trained_run adds it (a prefix here would print it twice).
+        raise MissingFileError(
+            f"no selected checkpoint in {best_dir!r}: train first (--mode=train with the same "
+            "--workdir; the best checkpoint is written at the first validation)")
+    return path
