@@ -125,7 +125,7 @@ def data_fingerprint(data, split, config=None):
                               "sha1": hashlib.sha1(names.encode()).hexdigest()}
     if config is not None:
         out["files"] = {name: getattr(config, name) for name in LOCATION_FIELDS
-                        if getattr(config, name, "")}
+                        if getattr(config, name)}
     h = hashlib.sha1()
     for name in ("query_idx", "database_idx", "train_idx", "val_idx"):
         h.update(name.encode())

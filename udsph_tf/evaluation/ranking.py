@@ -99,7 +99,7 @@ def _fill_chunk(q, db, i0, i1, buf):
     return group, rel
 
 
-def _counting_sort(group, rel, n_groups, buf):
+def counting_sort(group, rel, n_groups, buf):
     """Stable counting sort of a chunk's items by group: returns (group_starts, ranked_rel),
     where ranked_rel[p] is the relevance of the item at position p of the sorted order and
     group g occupies positions group_starts[g]:group_starts[g+1]. Inside a group (one query's
@@ -182,7 +182,7 @@ def _work(q, db, chunks, rows, *, positions, top_k, n_values, out):
             return
         c = i1 - i0
         group, rel = _fill_chunk(q, db, i0, i1, buf)
-        starts, ranked = _counting_sort(group, rel, c * nb, buf)
+        starts, ranked = counting_sort(group, rel, c * nb, buf)
         hits = np.flatnonzero(ranked)  # chunk positions of the relevant items, ascending
         rel_starts = np.searchsorted(hits, starts)  # relevant items before each group
         out["n_hist"][i0:i1] = np.diff(starts).reshape(c, nb)

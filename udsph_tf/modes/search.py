@@ -114,7 +114,7 @@ def image_file_features(config, path, feature_shape):
     return features
 
 
-def _encoders_and_databases(config, run_cfg, data, split, run_name):
+def encoders_and_databases(config, run_cfg, data, split, run_name):
     """Exported encoders + their databases when the run was exported, else the checkpoint's
     encoders with databases cached in the workdir. Returns (encoders, db_dir)."""
     try:
@@ -168,7 +168,7 @@ def search(config, data=None, split=None, out=None):
     if data.images is None:
         raise export.raw_image_run_error(data.name, "search")
     run_name = export.run_name_of(run_cfg)
-    encoders, db_dir = _encoders_and_databases(config, run_cfg, data, split, run_name)
+    encoders, db_dir = encoders_and_databases(config, run_cfg, data, split, run_name)
     rows = split.database_idx
 
     if mode == "--query_tags":

@@ -30,7 +30,12 @@ def run(config):
 def train_and_evaluate(config, strategy=None, data=None, split=None, image_size=None):
     """Train (resuming from config.workdir), select on validation, test once; returns the
     metrics (also in metrics.json). data/split/strategy: given (tests) or from the config."""
-    trainer = make_trainer(config, strategy, data, split, image_size)
+    return train_and_test(make_trainer(config, strategy, data, split, image_size))
+
+
+def train_and_test(trainer):
+    """Run a made Trainer's loop (make_trainer) and the final test; returns the metrics."""
+    config = trainer.config
     os.makedirs(config.workdir, exist_ok=True)
     start = time.time()
     # run.json: a resume must be the recorded run; a fresh start records it.

@@ -45,6 +45,7 @@ class Task:
 
     def __init__(self, config, strategy, data, split, raw=None, training=True):
         self.config, self.strategy, self.raw = config, strategy, raw
+        self.networks = schedule.active_networks(config)  # the ones with an optimizer
         self.data, self.split = data, split
         self.train_data = data.subset(split.train_idx)
         self.n_train = len(split.train_idx)
@@ -103,7 +104,7 @@ class Task:
     def _build_training(self):
         c = self.config
         with self.strategy.scope():
-            for net in schedule.active_networks(c):
+            for net in self.networks:
                 self.optimizers[net] = keras.optimizers.Adam(
                     learning_rate=schedule.learning_rate(c, net, 0), name=f"adam_{net}")
             n, k, f = self.n_train, c.bits, c.feature_dim
