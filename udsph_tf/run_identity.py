@@ -19,7 +19,7 @@ import numpy as np
 from udsph_tf.config import Config, config_fields
 from udsph_tf.errors import ConfigError, DataError, MissingFileError
 from udsph_tf.files import write_json
-from udsph_tf.rundir import CKPT_DIR, CKPT_NAME, INPUTS_FILE, METRICS_FILE, RUN_FILE
+from udsph_tf.rundir import CKPT_DIR, CKPT_NAME, METRICS_FILE, RUN_FILE
 
 RECORD_FORMAT = 1
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from udsph_tf.data import images as image_data
 from udsph_tf.data.readers import ID_LIST, MIRFLICKR730_FILE, ids_from_paths
+from udsph_tf.files import write_npz
 
 BACKBONE = "efficientnet_lite0"
 CACHE_FORMAT = 1  # bump when what is cached, or how, changes

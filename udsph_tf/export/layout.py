@@ -8,6 +8,7 @@ import tempfile
 import tensorflow as tf
 
 from udsph_tf.errors import ConfigError, DataError, MissingFileError
+from udsph_tf.files import write_text
 
 METADATA_FILE = "udsph_export.json"  # beside the warm-up file in assets.extra/
 

@@ -21,7 +21,7 @@ def raw_image_run_error(dataset_name, what):
 
 
 def recorded_input_spec(workdir):
-    """The input handling the run resolved at training (run_identity.INPUTS_FILE), or None for
+    """The input handling the run resolved at training (rundir.INPUTS_FILE), or None for
     runs that predate it (then the config alone decides)."""
     path = os.path.join(workdir, INPUTS_FILE)
     if not os.path.exists(path):

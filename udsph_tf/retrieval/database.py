@@ -1,7 +1,6 @@
 """CodeDatabase: packed hash codes + ids (+ labels) + provenance, saved as one .npz file."""
 
 import dataclasses
-import os
 import pathlib
 import zipfile
 from typing import Optional
