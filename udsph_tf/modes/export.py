@@ -4,14 +4,13 @@ split and restored encoders, which --mode=search also uses.
 
     result = export_from_checkpoint(config)   # export/<run>/{image_encoder,text_encoder,
                                               #   image_to_text,text_to_image}/<version>/
-    db = build_code_database(config, "text")  # CodeDatabase of the run's database split
+    run = load_run(config)                    # data, split, restored ImgNet/TxtNet
 """
 
 import dataclasses
 import os
 import sys
 
-import numpy as np
 import tensorflow as tf
 
 from udsph_tf import run_identity
@@ -91,14 +90,6 @@ def export_from_checkpoint(config, data=None, split=None):
     print(f"  TF Serving: tensorflow_model_server --rest_api_port=8501 "
           f"--model_config_file={result.models_config}", file=sys.stderr)
     return result
-
-
-def build_code_database(config, modality, data=None, split=None, rows=None):
-    """CodeDatabase of one modality's codes for the run's database split (or `rows`), encoded
-    with the run's selected checkpoint."""
-    run = load_run(config, data, split)
-    rows = run.split.database_idx if rows is None else np.asarray(rows, np.int64)
-    return build_database(run.encoders(), run.data, rows, modality, run.run_name)
 
 
 def restore_encoders(config, image_shape, tag_dim, num_labels, checkpoint_path=None):
