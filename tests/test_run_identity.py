@@ -342,7 +342,7 @@ def test_exports_are_stamped_and_search_refuses_other_or_stale_ones(tmp_path):
     # Retrained from scratch in the same workdir: a new run id, the old export is refused.
     for name in os.listdir(a / "ckpt"):
         os.remove(a / "ckpt" / name)
-    run_identity.start_training(ta.config, ta.data, ta.split)
+    run_identity.start_training(ta.config, ta.task.data, ta.task.split)
     with pytest.raises(errors.ConfigError, match="exported from an earlier training of "
                                                  f"--workdir={a}"):
         _search(a, exports)

@@ -41,9 +41,10 @@ def evaluate(config, strategy=None, data=None, split=None, image_size=None):
     return test(task, ckpt, rundir.read_history(config.workdir))
 
 
-def test(task, ckpt, history, train_seconds=None):
+def test(task, ckpt, history, train_seconds=None, summaries=None):
     """MAP on the query set (once) with the selected checkpoint (restored into task's
-    networks through `ckpt`); writes metrics.json, the curves and eval summaries."""
+    networks through `ckpt`); writes metrics.json, the curves and eval summaries (into
+    `summaries`, the training's writers, else new ones), then closes the writers."""
     c, s, d = task.config, task.split, task.data
     path = ckpt.restore_best()
     hv_q, ht_q = task.encode(s.query_idx)
@@ -71,8 +72,11 @@ def test(task, ckpt, history, train_seconds=None):
     }
     if train_seconds is not None:
         metrics["train_seconds"] = round(train_seconds, 2)
-    if is_chief(task.strategy):
-        _write_summaries(c.workdir, metrics, i2t, t2i, codes, int(ckpt.step))
+    chief = is_chief(task.strategy)
+    summaries = summaries or Summaries(c.workdir, enabled=chief)
+    _write_summaries(summaries, metrics, i2t, t2i, codes, int(ckpt.step))
+    summaries.close()
+    if chief:
         write_json(rundir.path(c.workdir, rundir.METRICS_FILE), metrics)
         for name, result in (("i2t", i2t), ("t2i", t2i)):
             plot_curves(result, rundir.path(c.workdir, rundir.CURVES_PREFIX[name]))
@@ -85,9 +89,8 @@ def test(task, ckpt, history, train_seconds=None):
     return metrics
 
 
-def _write_summaries(workdir, metrics, i2t, t2i, codes, step):
+def _write_summaries(summaries, metrics, i2t, t2i, codes, step):
     t = metrics["test"]
-    summaries = Summaries(workdir)
     summaries.scalars("eval", {"test/map_i2t": t["map_i2t"], "test/map_t2i": t["map_t2i"],
                                "test/map_i2t_expected": t["map_i2t_expected"],
                                "test/map_t2i_expected": t["map_t2i_expected"]}, step)
@@ -101,4 +104,3 @@ def _write_summaries(workdir, metrics, i2t, t2i, codes, step):
         counts = report.pr_counts(res)
         if counts is not None:
             summaries.pr_curve("eval", f"pr_curve/{name}", *counts, step=step)
-    summaries.close()

@@ -42,7 +42,8 @@ def train_and_test(trainer):
     run_identity.start_training(config, trainer.task.data, trainer.task.split,
                                 write=trainer.chief)
     history = trainer.run()
-    metrics = test(trainer.task, trainer.ckpt, history, train_seconds=time.time() - start)
+    metrics = test(trainer.task, trainer.ckpt, history, train_seconds=time.time() - start,
+                   summaries=trainer.summaries)
     trainer.cleanup()
     return metrics
 

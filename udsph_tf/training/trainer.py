@@ -154,7 +154,7 @@ class Trainer:
                 f"{net}={v:.4g}" for net, v in entry["loss"].items())
                 + (f" val MAP i2t={entry['val']['map_i2t']:.4f} t2i={entry['val']['map_t2i']:.4f}"
                    if "val" in entry else ""))
-        self.summaries.close()
+        self.summaries.flush()  # the test writes its figures next (modes/evaluate.py)
         return history
 
     def cleanup(self):
