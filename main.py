@@ -1,4 +1,4 @@
-"""Entry point: parse flags, build the Config, hand it to the library. Nothing else lives here.
+"""Entry point: flags -> Config -> udsph_tf.modes.run(config). Nothing else lives here.
 
     python main.py                                  # train + evaluate on the embedded default data
     python main.py --flagfile=flags/mirflickr.cfg --data_dir=/data/mirflickr25k --bits=32
@@ -29,11 +29,8 @@ def main(argv):
                                      "--name=value")
         config = udsph_flags.config_from_flags(absl_flags.FLAGS)
         _quiet_unless_verbose()
-        _check_workdir(config)
-        from udsph_tf.run_identity import config_for_mode  # the run's recorded model and data
-        config = config_for_mode(config, udsph_flags.given_flags(absl_flags.FLAGS))
-        from udsph_tf import app as udsph_app  # heavy imports after flag parsing (fast --help)
-        udsph_app.run(config)
+        from udsph_tf import modes  # heavy imports after flag parsing (fast --help)
+        modes.run(config, given=udsph_flags.given_flags(absl_flags.FLAGS))
     except errors.UserError as err:
         _exit_user_error(str(err))
 
@@ -59,20 +56,6 @@ def _quiet_unless_verbose():
     import logging
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
-
-
-def _check_workdir(config):
-    """Before any data is read: training needs a writable --workdir; eval and export need a
-    trained one and must not create it (search may run from an export alone)."""
-    if config.mode == "train":
-        errors.check_workdir(config.workdir, create=True)
-    elif config.mode in ("eval", "export"):
-        errors.check_workdir(config.workdir, create=False)
-        from udsph_tf.export.restore import selected_checkpoint
-        try:
-            selected_checkpoint(config.workdir)
-        except FileNotFoundError as err:
-            raise errors.MissingFileError(f"--workdir={config.workdir}: {err}") from None
 
 
 def _parse_flags(argv):

@@ -159,7 +159,7 @@ def budget_sweep(a, pool, rng, threads, scales):
 def stage_profile(a, pool, rng, scales):
     """The steps of ranking._work (ties='index'), re-run one by one on one thread with
     perf_counter around each step, to show where the time goes (ns per query x item)."""
-    from udsph_tf.evaluation.ranking import _Buffers, _counting_sort, _fill_chunk
+    from udsph_tf.evaluation.ranking import _Buffers, counting_sort, _fill_chunk
     clock = time.perf_counter
     names = ["fill (xor/popcount/and/group)", "counting sort (C, one per chunk)",
              "flatnonzero", "histograms", "AP sums (per query)"]
@@ -178,7 +178,7 @@ def stage_profile(a, pool, rng, scales):
                 t = [clock()]
                 group, rel = _fill_chunk(qs, db, i0, i1, buf)
                 t.append(clock())
-                starts, ranked = _counting_sort(group, rel, c * nb, buf)
+                starts, ranked = counting_sort(group, rel, c * nb, buf)
                 t.append(clock())
                 hits = np.flatnonzero(ranked)
                 t.append(clock())

@@ -4,7 +4,7 @@
 
 Data and model as bench/bench_train_throughput.py (10,000 training pairs, 4,096-d image features,
 1,386-d tags, batch 128, SSAH widths, 32 bits, UDSPH, one replica). Every variant builds its own
-Trainer in this process; the repeats are interleaved (baseline, variant, baseline, ...) so load
+Task in this process; the repeats are interleaved (baseline, variant, baseline, ...) so load
 from other jobs on the shared cores falls on all of them alike. Printed per network step: the
 median over repeats of the seconds per step and its ratio to the baseline (< 1 = faster), plus
 how often each step function was traced (retracing) and the input pipeline's share.
@@ -31,7 +31,7 @@ import tensorflow as tf  # noqa: E402
 from bench_train_throughput import BATCH, mirflickr_scale_data  # noqa: E402
 from udsph_tf.config import Config  # noqa: E402
 from udsph_tf.data.types import Split  # noqa: E402
-from udsph_tf.training.trainer import Trainer  # noqa: E402
+from udsph_tf.modes.train import make_trainer  # noqa: E402
 
 VARIANTS = {
     "baseline": {},
@@ -61,11 +61,11 @@ def build(name, data, split):
                       train_idx=split.train_idx[:1000], val_idx=split.val_idx, seed=0)
     config = Config(workdir=tempfile.mkdtemp(), batch_size=BATCH, bits=32, progress=False,
                     **{"mixed_precision": "off", **VARIANTS[name]})
-    trainer = Trainer(config, strategy=_strategy(), data=data, split=split)
-    trainer._fill_buffers()
+    trainer = make_trainer(config, strategy=_strategy(), data=data, split=split).task
+    trainer.fill_buffers()
     state = {}
     for net in trainer.networks:
-        state[net] = (trainer.steps.step(net), iter(trainer._dataset(seed=0)))
+        state[net] = (trainer.steps.step(net), iter(trainer.dataset(seed=0)))
     return trainer, state
 
 

@@ -26,7 +26,8 @@ tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConf
 
 from udsph_tf.config import Config  # noqa: E402
 from udsph_tf.data.types import CrossModalData, Split  # noqa: E402
-from udsph_tf.training.trainer import Trainer  # noqa: E402
+from udsph_tf.training import schedule  # noqa: E402
+from udsph_tf.training.task import Task  # noqa: E402
 
 N_TRAIN, IMAGE_DIM, TAG_DIM, LABELS, BATCH = 10_000, 4096, 1386, 24, 128
 
@@ -48,12 +49,12 @@ def measure(replicas, data, split, repeats, steps):
     devices = [d.name for d in tf.config.list_logical_devices("CPU")][:replicas]
     strategy = tf.distribute.MirroredStrategy(devices)
     config = Config(workdir=tempfile.mkdtemp(), batch_size=BATCH, bits=32, progress=False)
-    trainer = Trainer(config, strategy=strategy, data=data, split=split)
-    trainer._fill_buffers()
+    task = Task(config, strategy, data, split)
+    task.fill_buffers()
     rates = {}
-    for net in trainer.networks:
-        step = trainer.steps.step(net)
-        iterator = iter(trainer._dataset(seed=0))
+    for net in schedule.active_networks(config):
+        step = task.steps.step(net)
+        iterator = iter(task.dataset(seed=0))
         float(step(next(iterator))["total"])  # trace + warm-up
         times = []
         for _ in range(repeats):

@@ -18,7 +18,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from udsph_tf.data import make_dataset_fn, pipeline  # noqa: E402
+from udsph_tf.data import pipeline  # noqa: E402
+from udsph_tf.data.pipeline import make_dataset_fn  # noqa: E402
 
 
 def naive_dataset(arrays, batch, seed):

@@ -66,7 +66,7 @@ def main():
 
     import tensorflow as tf
     from udsph_tf.config import Config, replace
-    from udsph_tf.training import train_and_evaluate
+    from udsph_tf.modes.train import train_and_evaluate
 
     # One single-device strategy for every run of the process.
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])

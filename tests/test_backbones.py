@@ -80,7 +80,7 @@ def test_imagenet_top5_of_real_photos(lite0, mirflickr_dir):
 @pytest.mark.realdata
 def test_features_agree_with_the_reference_file(lite0, mirflickr_dir):
     from udsph_tf.data import images as im
-    from udsph_tf.models.backbones.extract import extract
+    from udsph_tf.data.features import extract
     with np.load(mirflickr_dir / REFERENCE) as ref:
         image_ids, rows, feats = ref["image_id"][:20], ref["row_in_20015"][:20], \
             ref["feat_lite0_1280"][:20]
@@ -141,14 +141,14 @@ def _photo_folder(mirflickr_dir, root):
 @pytest.mark.realdata
 def test_extract_mode_writes_the_feature_file(mirflickr_dir, tmp_path):
     _weights_or_skip()
-    from udsph_tf import app
+    from udsph_tf.modes import extract as extract_mode
     folder = _photo_folder(mirflickr_dir, tmp_path)
     out = str(tmp_path / "feats.npz")
     config = Config(mode="extract", backbone="efficientnet_lite0", image_dir=str(folder),
                     feature_file=out, progress=False)
     with pytest.raises(FileNotFoundError, match="im6.jpg"):
-        app.run(config)
-    summary = app.run(Config(**{**config.__dict__, "skip_bad_images": True}))
+        extract_mode.run(config)
+    summary = extract_mode.run(Config(**{**config.__dict__, "skip_bad_images": True}))
     assert (summary["images"], summary["missing"], summary["unreadable"]) == (4, 2, 1)
     with np.load(out) as data, np.load(mirflickr_dir / REFERENCE) as ref:
         assert data["features"].shape == (4, 1280) and data["regions"].shape == (4, 49, 1280)
@@ -164,7 +164,7 @@ def test_extract_mode_writes_the_feature_file(mirflickr_dir, tmp_path):
 
 
 def test_extract_mode_argument_errors(tmp_path):
-    from udsph_tf.models.backbones import extract_features
+    from udsph_tf.modes.extract import extract_features
     with pytest.raises(ValueError, match="needs a CNN"):
         extract_features(Config(mode="extract", backbone="features", feature_file="x.npz"))
     with pytest.raises(ValueError, match="needs --feature_file"):

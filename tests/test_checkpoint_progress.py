@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from udsph_tf.training import progress
-from udsph_tf.training.progress import Progress
+from udsph_tf import progress
+from udsph_tf.progress import Progress
 
 
 class _Clock:

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from udsph_tf.export.restore import restore_encoders
-from udsph_tf.training import Trainer, evaluate, train_and_evaluate
+from udsph_tf.modes.export import restore_encoders
+from udsph_tf.modes.evaluate import evaluate
+from udsph_tf.modes.train import make_trainer, train_and_evaluate
 from udsph_tf.training.checkpointing import CheckpointUnreadableError
 from udsph_tf.training.testing import (checkpoint_values, shared_strategy, tiny_config,
                                        tiny_data, tiny_split)
@@ -37,7 +38,7 @@ def test_best_holds_every_network_and_no_optimizer_or_buffer(run):
             "best_epoch", "split_seed"} <= roots
     # Every variable of every built network is in best/, the input normalisation statistics
     # included. (In ckpt/ some of them are stored under the optimizer that also tracks them.)
-    t = Trainer(tiny_config(workdir, epochs=2), strategy=shared_strategy(1), data=tiny_data(),
+    t = make_trainer(tiny_config(workdir, epochs=2), strategy=shared_strategy(1), data=tiny_data(),
                 split=tiny_split())
     variables = {id(v): v for m in t.ckpt.models.values() for v in m.variables}
     model_keys = [k for k in best if k.startswith("model_")]
@@ -62,10 +63,10 @@ def test_eval_and_export_restore_the_weights_only_best(run):
     again = evaluate(config, strategy=shared_strategy(1), data=tiny_data(), split=tiny_split())
     for key in ("map_i2t", "map_t2i", "selected_epoch"):
         assert again["test"][key] == metrics["test"][key]
-    t = Trainer(config, strategy=shared_strategy(1), data=tiny_data(), split=tiny_split())
+    t = make_trainer(config, strategy=shared_strategy(1), data=tiny_data(), split=tiny_split())
     t.ckpt.restore_best()
     rows = tiny_split().query_idx
-    hv, ht = t.encode(rows)
+    hv, ht = t.task.encode(rows)
     data = tiny_data()
     imgnet, txtnet, path = restore_encoders(config, data.images.shape[1:], data.tag_dim,
                                             data.num_labels)

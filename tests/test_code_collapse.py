@@ -8,7 +8,7 @@ from udsph_tf import losses as L
 from udsph_tf.config import Config, replace
 from udsph_tf.data.synthetic import generate_default
 from udsph_tf.models import build_models
-from udsph_tf.training import train_and_evaluate
+from udsph_tf.modes.train import train_and_evaluate
 from udsph_tf.training.testing import shared_strategy
 
 SMALL = dict(labnet_hidden=512, imgnet_hidden=512, txtnet_hidden=512, attention="none",

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from udsph_tf.data import make_dataset_fn
+from udsph_tf.data.pipeline import make_dataset_fn
 
 
 def _arrays(n=37):

@@ -17,7 +17,7 @@ os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 sys.path.insert(0, sys.argv[1])
 import numpy as np
 import tensorflow as tf
-from udsph_tf.data import make_dataset_fn
+from udsph_tf.data.pipeline import make_dataset_fn
 
 strategy = tf.distribute.MultiWorkerMirroredStrategy()
 arrays = {"x": np.arange(37 * 3, dtype=np.float32).reshape(37, 3)}

@@ -116,7 +116,7 @@ def test_negative_text_loads_and_the_bow_front_end_refuses_it(tmp_path):
     # Real-valued text (z-scored topics, sentence embeddings) is legal data; only the
     # bag-of-words front-end needs non-negative counts, and it says so.
     from udsph_tf.config import Config, replace
-    from udsph_tf.training.trainer import input_spec_for
+    from udsph_tf.training.task import input_spec_for
     tags = np.zeros((30, 1386))
     tags[1, 1] = -1
     data = _load(_release(tmp_path, tags=tags))

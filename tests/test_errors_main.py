@@ -151,8 +151,8 @@ def test_traceback_on_request(tmp_path):
 
 def test_internal_errors_keep_their_traceback(tmp_path):
     """A bug is not a user error: a plain ValueError from the library exits 1 with traceback."""
-    code = ("import runpy, sys, udsph_tf.app as a\n"
-            "def boom(config):\n"
+    code = ("import runpy, sys, udsph_tf.modes as a\n"
+            "def boom(config, given=None):\n"
             "    raise ValueError('internal boom')\n"
             "a.run = boom\n"
             "sys.argv = ['main.py'] + sys.argv[1:]\n"

@@ -12,9 +12,12 @@ import tensorflow as tf
 from udsph_tf import errors
 from udsph_tf.config import Config
 from udsph_tf.data.types import Split
+from udsph_tf import run_identity
 from udsph_tf.export import layout, restore
+from udsph_tf.modes.export import restore_encoders
+from udsph_tf.training.checkpointing import selected_checkpoint
 from udsph_tf.models import build_models
-from udsph_tf.retrieval import cli
+from udsph_tf.modes import search as cli
 from udsph_tf.training.checkpointing import model_objects
 from udsph_tf.training.testing import tiny_config, tiny_data, tiny_split
 
@@ -34,16 +37,16 @@ def _raises(cls, start, fn, *args, **kwargs):
 # --- export/restore.py ----------------------------------------------------------------------
 
 def test_no_selected_checkpoint_is_a_missing_file(tmp_path):
-    # No --workdir prefix here: main.py adds it for eval/export, cli.search for search.
+    # No --workdir prefix here: run_identity.require_trained_run adds it (eval/export/search).
     message = _raises(errors.MissingFileError, "no selected checkpoint in ",
-                      restore.selected_checkpoint, str(tmp_path))
+                      selected_checkpoint, str(tmp_path))
     assert str(tmp_path / "best") in message and "train first" in message
 
 
 @pytest.mark.parametrize("record", ["metrics.json", "inputs.json"])
 def test_unreadable_run_record_is_a_data_error(tmp_path, record):
     (tmp_path / record).write_text("{broken")
-    read = (restore.recorded_config if record == "metrics.json"
+    read = (run_identity.recorded_metrics_config if record == "metrics.json"
             else restore.recorded_input_spec)
     _raises(errors.DataError, f"{tmp_path / record}: unreadable run record", read,
             str(tmp_path))
@@ -64,12 +67,12 @@ def test_checkpoint_of_other_flags_is_a_config_error(tmp_path):
         {"imgnet": models["imgnet"], "txtnet": models["txtnet"]})).write(
             str(tmp_path / "weights"))
     message = _raises(errors.ConfigError, f"{prefix}: checkpoint does not match the networks "
-                      "built from the flags (bits=16", restore.restore_encoders,
+                      "built from the flags (bits=16", restore_encoders,
                       tiny_config(tmp_path, bits=16), *shapes, checkpoint_path=prefix)
     assert "tag_dim=24" in message
 
 
-# --- retrieval/cli.py -----------------------------------------------------------------------
+# --- modes/search.py --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("query,vocab,dim,cls,start", [
     ("clods,sky", VOCAB, 5, errors.ConfigError, "--query_tags: unknown tag(s) 'clods' (close: "),
@@ -99,7 +102,7 @@ def test_search_without_export_or_checkpoint_is_a_missing_file(tmp_path):
                     query_tags="sky")
     message = _raises(errors.MissingFileError,
                       f"--workdir={workdir}: nothing to search with: no export of run 'run' "
-                      f"under --export_dir={exports}", cli._encoders_and_databases,
+                      f"under --export_dir={exports}", cli.encoders_and_databases,
                       config, config, tiny_data(), tiny_split(), "run")
     assert "no selected checkpoint" in message and "train first" in message
     assert not workdir.exists()
@@ -111,7 +114,7 @@ def test_search_of_a_missing_export_version_is_a_missing_file(tmp_path):
     config = Config(mode="search", workdir=str(tmp_path / "w"), export_dir=str(tmp_path),
                     export_version=3, query_tags="sky")
     message = _raises(errors.MissingFileError, "--export_version=3: export version 3 of run "
-                      "'run' not found", cli._encoders_and_databases, config, config,
+                      "'run' not found", cli.encoders_and_databases, config, config,
                       tiny_data(), tiny_split(), "run")
     assert "(have [1])" in message
 

@@ -252,7 +252,7 @@ def test_counting_sort_is_a_stable_sort_by_group(monkeypatch):
     for sorter in (ranking._coo_tocsr, None):
         if sorter is None:
             monkeypatch.setattr(ranking, "_coo_tocsr", None)
-        starts, ranked = ranking._counting_sort(group, rel, rows * nb,
+        starts, ranked = ranking.counting_sort(group, rel, rows * nb,
                                                 ranking._Buffers(rows, db))
         assert np.array_equal(starts, want_starts)
         assert np.array_equal(ranked, rel.ravel()[order])

@@ -9,7 +9,8 @@ import pytest
 import tensorflow as tf
 
 from udsph_tf.export import exporter, layout
-from udsph_tf.export.encoders import numpy_codes, pack_codes_tf
+from udsph_tf.codes import to_codes
+from udsph_tf.export.encoders import pack_codes_tf
 from udsph_tf.export.retrieval_model import RetrievalModule, hamming_top_k, to_words, word_layout
 from udsph_tf.models import build_models
 from udsph_tf.retrieval import HammingIndex, pack_codes
@@ -80,8 +81,8 @@ def tiny_models():
 def exported(tiny_models, tmp_path_factory):
     config, data, models = tiny_models
     img, txt = models["imgnet"], models["txtnet"]
-    img_codes = numpy_codes(img(data.images)["hash"].numpy())
-    txt_codes = numpy_codes(txt(data.tags)["hash"].numpy())
+    img_codes = to_codes(img(data.images)["hash"].numpy())
+    txt_codes = to_codes(txt(data.tags)["hash"].numpy())
     run_dir = str(tmp_path_factory.mktemp("export") / "run1")
     result = exporter.export_run(
         run_dir, imgnet=img, txtnet=txt, image_shape=data.images.shape[1:], tag_dim=data.tag_dim,
@@ -129,7 +130,7 @@ def test_encoder_signature_equals_in_process_model(exported, name, input_name):
                                    atol=1e-6)
         codes = out["codes"].numpy()
         assert set(np.unique(codes)) <= {-1, 1}
-        np.testing.assert_array_equal(codes, numpy_codes(ref["hash"].numpy()[:n]))
+        np.testing.assert_array_equal(codes, to_codes(ref["hash"].numpy()[:n]))
         np.testing.assert_array_equal(out["packed_codes"].numpy(), pack_codes(codes))
 
 
@@ -179,7 +180,7 @@ def test_retrieval_models_match_numpy_index(exported):
 
 def test_retrieval_module_string_ids_and_validation(tiny_models):
     _, data, models = tiny_models
-    codes = numpy_codes(models["txtnet"](data.tags)["hash"].numpy())
+    codes = to_codes(models["txtnet"](data.tags)["hash"].numpy())
     ids = np.array([f"im{i}.jpg" for i in range(len(codes))])
     module = RetrievalModule(models["imgnet"], "image_features", data.images.shape[1:],
                              pack_codes(codes), ids, 16, 4)
@@ -281,7 +282,7 @@ def test_saved_model_cli_shows_named_signatures(exported):
 
 def test_restore_refuses_variables_the_checkpoint_cannot_hold():
     import keras
-    from udsph_tf.export.restore import check_all_tracked
+    from udsph_tf.training.checkpointing import check_all_tracked
 
     class Listy(keras.layers.Layer):
         def __init__(self):

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from udsph_tf.export import exporter, rest
-from udsph_tf.export.encoders import numpy_codes
+from tools import rest
+from udsph_tf.export import exporter
+from udsph_tf.codes import to_codes
 from udsph_tf.models import build_models
 from udsph_tf.retrieval import pack_codes
 from udsph_tf.training.testing import tiny_config, tiny_data
@@ -27,8 +28,8 @@ def export(tmp_path_factory):
     result = exporter.export_run(
         str(tmp_path_factory.mktemp("rest") / "run1"), imgnet=img, txtnet=txt,
         image_shape=data.images.shape[1:], tag_dim=data.tag_dim, bits=16, database_ids=data.ids,
-        database_image_packed=pack_codes(numpy_codes(img(data.images)["hash"].numpy())),
-        database_text_packed=pack_codes(numpy_codes(txt(data.tags)["hash"].numpy())),
+        database_image_packed=pack_codes(to_codes(img(data.images)["hash"].numpy())),
+        database_text_packed=pack_codes(to_codes(txt(data.tags)["hash"].numpy())),
         top_k=3, warmup_images=data.images[:2], warmup_tags=data.tags[:2],
         tag_vocab=[f"tag{j}" for j in range(data.tag_dim)])
     server = rest.ModelServer.from_config_file(result.models_config)

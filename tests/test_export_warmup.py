@@ -91,12 +91,12 @@ def test_model_spec_without_version_or_signature(serving_messages):
 
 
 def test_varint_edges():
-    assert warmup._varint(0) == b"\x00"
-    assert warmup._varint(127) == b"\x7f"
-    assert warmup._varint(128) == b"\x80\x01"
-    assert warmup._varint(300) == b"\xac\x02"
+    assert warmup.varint(0) == b"\x00"
+    assert warmup.varint(127) == b"\x7f"
+    assert warmup.varint(128) == b"\x80\x01"
+    assert warmup.varint(300) == b"\xac\x02"
     with pytest.raises(ValueError, match="non-negative"):
-        warmup._varint(-1)
+        warmup.varint(-1)
 
 
 def test_warmup_file_is_a_tfrecord_of_logs(tmp_path, serving_messages):

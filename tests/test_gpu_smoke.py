@@ -18,11 +18,11 @@ def test_default_data_steps_run_on_the_gpu(tmp_path):
     import keras
     from udsph_tf.config import Config
     from udsph_tf.training.strategy import make_strategy
-    from udsph_tf.training.trainer import Trainer
+    from udsph_tf.modes.train import make_trainer
 
     config = Config(workdir=str(tmp_path / "run"), epochs=1, progress=False)
     try:
-        trainer = Trainer(config, strategy=make_strategy(0))  # every visible GPU
+        trainer = make_trainer(config, strategy=make_strategy(0)).task  # every visible GPU
         # --mixed_precision=auto is mixed_float16 on GPUs; the heads and losses stay float32.
         assert keras.mixed_precision.dtype_policy().name == "mixed_float16"
         for net in trainer.networks:
@@ -32,14 +32,14 @@ def test_default_data_steps_run_on_the_gpu(tmp_path):
                     assert "GPU" in value.device.upper(), (net, v.name, value.device)
         for name, buffer in trainer.buffers.items():
             assert "GPU" in buffer.device.upper(), (name, buffer.device)
-        trainer._fill_buffers()
+        trainer.fill_buffers()
         gpu = [d.name for d in tf.config.list_logical_devices("GPU")][0]
         tf.config.experimental.reset_memory_stats(gpu)
         resident = tf.config.experimental.get_memory_info(gpu)["current"]  # weights, buffers
         before = {n: b.numpy().copy() for n, b in trainer.buffers.items() if n.endswith("_H")}
         for net in trainer.networks:
             step = trainer.steps.step(net)
-            iterator = iter(trainer._dataset(seed=0))
+            iterator = iter(trainer.dataset(seed=0))
             for _ in range(3):
                 logs = step(next(iterator))
             assert np.isfinite(float(logs["total"])), net

@@ -10,9 +10,9 @@ from udsph_tf.data.synthetic import (generate_default, generate_dense_text,
                                      generate_single_label)
 from udsph_tf.evaluation import collapse_stats, mean_average_precision
 from udsph_tf.evaluation.floor import linear_floor
-from udsph_tf.training import Trainer
+from udsph_tf.modes.train import make_trainer, train_and_evaluate
 from udsph_tf.training.testing import shared_strategy
-from udsph_tf.training.trainer import quality_warnings
+from udsph_tf.evaluation.report import quality_warnings
 
 
 def _parts(data, split):
@@ -68,11 +68,11 @@ def test_label_network_separates_single_label_classes(tmp_path):
     split = make_split(data.num_items, "synthetic_single", 0, num_val=0)
     config = replace(Config(), workdir=str(tmp_path), epochs=8, lab_passes=1, img_passes=0,
                      txt_passes=0, disc_passes=0, **{**SMALL, "labnet_hidden": Config().labnet_hidden})
-    trainer = Trainer(config, strategy=shared_strategy(1), data=data, split=split)
+    trainer = make_trainer(config, strategy=shared_strategy(1), data=data, split=split)
     trainer.run()
-    assert trainer.steps_per_pass * config.epochs <= 400
+    assert trainer.task.steps_per_pass * config.epochs <= 400
     labels = data.labels[split.database_idx]
-    h = trainer.models["labnet"](labels)["hash"].numpy()
+    h = trainer.task.models["labnet"](labels)["hash"].numpy()
     codes = np.where(h >= 0, 1, -1)
     assert mean_average_precision(codes[:200], codes, labels[:200], labels) > 0.95
     # Distinct codes alone prove nothing (ten random init codes are distinct): the outputs
@@ -98,7 +98,7 @@ def test_each_data_family_trains_above_the_linear_floor(family, tmp_path):
     data = FAMILIES[family]()
     split = make_split(data.num_items, data.name, 0, num_query=300, num_train=1100)
     config = replace(Config(), workdir=str(tmp_path), epochs=4, **SMALL)
-    metrics = Trainer(config, strategy=shared_strategy(1), data=data, split=split).run()
+    metrics = train_and_evaluate(config, strategy=shared_strategy(1), data=data, split=split)
     t, floor = metrics["test"], metrics["linear_floor"]
     assert not any(st["collapsed"] for st in metrics["collapse"].values()), metrics["collapse"]
     assert t["map_i2t"] > floor["map_i2t"], (t["map_i2t"], floor)

@@ -16,9 +16,11 @@ import flags as udsph_flags
 from udsph_tf import errors, run_identity
 from udsph_tf.config import Config, config_fields, replace
 from udsph_tf.data import split_from_config
-from udsph_tf.export import export_from_checkpoint, read_metadata
-from udsph_tf.retrieval.cli import search
-from udsph_tf.training import Trainer, evaluate, train_and_evaluate
+from udsph_tf.export import read_metadata
+from udsph_tf.modes.export import export_from_checkpoint
+from udsph_tf.modes.evaluate import evaluate
+from udsph_tf.modes.search import search
+from udsph_tf.modes.train import make_trainer, train_and_evaluate
 from udsph_tf.training.testing import shared_strategy, tiny_config, tiny_data, tiny_split
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -147,7 +149,7 @@ def trained(tmp_path_factory):
 
 def _files(workdir):
     """{relative path: bytes} of the run directory (nothing may change). TensorBoard event
-    files are left out: Trainer() opens its writers (an empty file each) before run() checks."""
+    files are left out: make_trainer() opens its writers (an empty file each) before run() checks."""
     out = {}
     for root, _, names in os.walk(workdir):
         for name in names:
@@ -258,10 +260,10 @@ def _untrained_run(workdir, record=True):
     """A run with run.json, a checkpoint and a selected checkpoint, but no training (cheap);
     record=False: a checkpoint of a run older than run.json."""
     config = tiny_config(workdir, **RUN)
-    t = Trainer(config, strategy=shared_strategy(1), data=tiny_data())
+    t = make_trainer(config, strategy=shared_strategy(1), data=tiny_data())
     if record:  # what Trainer.run does first
-        run_identity.start_training(config, t.data, t.split)
-    t._fill_buffers()
+        run_identity.start_training(config, t.task.data, t.task.split)
+    t.task.fill_buffers()
     t.ckpt.save_latest()
     t.ckpt.save_best()
     return t
@@ -272,7 +274,7 @@ def test_checkpoints_older_than_run_json(tmp_path):
     config, run_json = t.config, tmp_path / "run" / "run.json"
     # No record at all (an old run killed before metrics.json): nothing to check, and no
     # guess is written down.
-    run_identity.start_training(replace(config, bits=16), t.data, t.split)
+    run_identity.start_training(replace(config, bits=16), t.task.data, t.task.split)
     assert not run_json.exists()
     # metrics.json's config: checked; when it matches, run.json records the run from now on.
     (tmp_path / "run" / "metrics.json").write_text(json.dumps(
@@ -280,9 +282,9 @@ def test_checkpoints_older_than_run_json(tmp_path):
     with pytest.raises(errors.ConfigError, match="trained with --bits=8, the flags say "
                                                  "--bits=16; use another --workdir or the "
                                                  "same flags$"):
-        run_identity.start_training(replace(config, bits=16), t.data, t.split)
+        run_identity.start_training(replace(config, bits=16), t.task.data, t.task.split)
     assert not run_json.exists()
-    record = run_identity.start_training(replace(config, epochs=4), t.data, t.split)
+    record = run_identity.start_training(replace(config, epochs=4), t.task.data, t.task.split)
     assert json.loads(run_json.read_text())["run_id"] == record["run_id"]
 
 
@@ -340,7 +342,7 @@ def test_exports_are_stamped_and_search_refuses_other_or_stale_ones(tmp_path):
     # Retrained from scratch in the same workdir: a new run id, the old export is refused.
     for name in os.listdir(a / "ckpt"):
         os.remove(a / "ckpt" / name)
-    run_identity.start_training(ta.config, ta.data, ta.split)
+    run_identity.start_training(ta.config, ta.task.data, ta.task.split)
     with pytest.raises(errors.ConfigError, match="exported from an earlier training of "
                                                  f"--workdir={a}"):
         _search(a, exports)

@@ -10,12 +10,12 @@ import pytest
 import tensorflow as tf
 
 from udsph_tf.config import Config, replace
-from udsph_tf.export import (MODEL_NAMES, export_from_checkpoint, latest_export, load_run,
-                             read_metadata)
-from udsph_tf.export.encoders import numpy_codes
+from udsph_tf.export import MODEL_NAMES, latest_export, read_metadata
+from udsph_tf.modes.export import export_from_checkpoint, load_run
+from udsph_tf.codes import to_codes
 from udsph_tf.retrieval import CodeDatabase, HammingIndex, pack_codes
-from udsph_tf.retrieval.cli import search, tags_to_bow
-from udsph_tf.training import train_and_evaluate
+from udsph_tf.modes.search import search, tags_to_bow
+from udsph_tf.modes.train import train_and_evaluate
 from udsph_tf.training.testing import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,9 +52,9 @@ def test_search_by_tags_from_checkpoint_matches_manual_ranking(run):
     # The same ranking by hand: restored networks, database split, numpy index.
     loaded = load_run(run["base"])
     data, split = loaded.data, loaded.split
-    img_codes = numpy_codes(loaded.imgnet(data.images[split.database_idx])["hash"].numpy())
+    img_codes = to_codes(loaded.imgnet(data.images[split.database_idx])["hash"].numpy())
     bow, _ = tags_to_bow("tag0003,tag0010", data.tag_vocab, data.tag_dim)
-    q = pack_codes(numpy_codes(loaded.txtnet(bow)["hash"].numpy()))
+    q = pack_codes(to_codes(loaded.txtnet(bow)["hash"].numpy()))
     ids, dist = HammingIndex.build(pack_codes(img_codes), "numpy",
                                    ids=data.ids[split.database_idx]).search_ids(q, 10)
     np.testing.assert_array_equal(result.ids, ids[0])
@@ -110,7 +110,7 @@ def test_export_from_checkpoint_equals_in_process_and_serves_search(run):
         np.testing.assert_allclose(out["hash"].numpy(), ref["hash"].numpy(), atol=1e-5)
         np.testing.assert_allclose(out["label_scores"].numpy(), ref["label_pred"].numpy(),
                                    atol=1e-5)
-        np.testing.assert_array_equal(out["codes"].numpy(), numpy_codes(ref["hash"].numpy()))
+        np.testing.assert_array_equal(out["codes"].numpy(), to_codes(ref["hash"].numpy()))
     # The text->image SavedModel answers like the CLI (which now uses the export).
     bow, _ = tags_to_bow("tag0003,tag0010", data.tag_vocab, data.tag_dim)
     served = tf.saved_model.load(result.paths["text_to_image"]).signatures["serving_default"](

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from udsph_tf.config import Config, replace
-from udsph_tf.retrieval.cli import image_file_features, search
-from udsph_tf.training import train_and_evaluate
+from udsph_tf.modes.search import image_file_features, search
+from udsph_tf.modes.train import train_and_evaluate
 from udsph_tf.training.testing import tiny_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]

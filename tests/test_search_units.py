@@ -8,8 +8,10 @@ import pytest
 
 from udsph_tf.config import Config
 from udsph_tf.data.types import CrossModalData
-from udsph_tf.export import codes, restore
-from udsph_tf.retrieval.cli import _query_mode, tags_to_bow
+from udsph_tf import run_identity
+from udsph_tf.export import codes
+from udsph_tf.training.checkpointing import selected_checkpoint
+from udsph_tf.modes.search import query_mode, tags_to_bow
 
 VOCAB = ["sky", "clouds", "cloud", "Sunset", "tree"]
 
@@ -34,33 +36,33 @@ def test_tags_to_bow_errors(query, vocab, dim, message):
 
 
 def test_query_mode_needs_exactly_one_query():
-    assert _query_mode(Config(query_tags="sky")) == "--query_tags"
-    assert _query_mode(Config(query_image_row=0)) == "--query_image_row"
-    assert _query_mode(Config(query_image_file="a.jpg")) == "--query_image_file"
+    assert query_mode(Config(query_tags="sky")) == "--query_tags"
+    assert query_mode(Config(query_image_row=0)) == "--query_image_row"
+    assert query_mode(Config(query_image_file="a.jpg")) == "--query_image_file"
     with pytest.raises(ValueError, match="exactly one query"):
-        _query_mode(Config(query_tags="sky", query_image_file="a.jpg"))
+        query_mode(Config(query_tags="sky", query_image_file="a.jpg"))
 
 
 def test_run_config_fills_recorded_fields_and_refuses_contradicting_flags(tmp_path):
     recorded = Config(workdir="elsewhere", bits=64, dataset="mirflickr730", data_dir="/d",
                       txt_scales="", top_k=3)
     (tmp_path / "metrics.json").write_text(json.dumps({"config": vars(recorded)}))
-    cfg = restore.run_config(Config(workdir=str(tmp_path), top_k=7))
+    cfg = run_identity.resolve(Config(workdir=str(tmp_path), top_k=7))
     assert (cfg.bits, cfg.dataset, cfg.data_dir, cfg.txt_scales) == (64, "mirflickr730", "/d", "")
     assert cfg.top_k == 7 and cfg.workdir == str(tmp_path)  # search/export flags stay the user's
     # A flag that contradicts the record is refused (run_identity), not silently used.
     with pytest.raises(ValueError, match="trained with --bits=64, the flags say --bits=16"):
-        restore.run_config(Config(workdir=str(tmp_path), bits=16))
-    assert restore.run_config(Config(workdir=str(tmp_path / "new"))) == \
+        run_identity.resolve(Config(workdir=str(tmp_path), bits=16))
+    assert run_identity.resolve(Config(workdir=str(tmp_path / "new"))) == \
         Config(workdir=str(tmp_path / "new"))  # no record: unchanged
     (tmp_path / "metrics.json").write_text("{broken")
     with pytest.raises(ValueError, match="unreadable run record"):
-        restore.run_config(Config(workdir=str(tmp_path)))
+        run_identity.resolve(Config(workdir=str(tmp_path)))
 
 
 def test_selected_checkpoint_missing_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no selected checkpoint.*train first"):
-        restore.selected_checkpoint(str(tmp_path))
+        selected_checkpoint(str(tmp_path))
 
 
 def test_latest_export(tmp_path):

@@ -13,7 +13,7 @@ from absl import flags as absl_flags
 
 import flags as udsph_flags
 from udsph_tf.config import Config
-from udsph_tf.training import train_and_evaluate
+from udsph_tf.modes.train import make_trainer, train_and_evaluate
 from udsph_tf.training.steps import precision_policy
 from udsph_tf.training.testing import shared_strategy, tiny_config, tiny_data, tiny_split
 
@@ -112,15 +112,15 @@ def test_bench_image_features_carry_the_labels_signal():
 
 @pytest.mark.slow
 def test_fp16_wraps_the_optimizers_in_loss_scaling_and_steps_stay_finite(tmp_path):
-    from udsph_tf.training.trainer import Trainer
     try:
-        trainer = Trainer(tiny_config(tmp_path, mixed_precision="fp16"),
-                          strategy=shared_strategy(1), data=tiny_data(), split=tiny_split())
+        trainer = make_trainer(tiny_config(tmp_path, mixed_precision="fp16"),
+                               strategy=shared_strategy(1), data=tiny_data(),
+                               split=tiny_split()).task
         assert all(isinstance(o, keras.optimizers.LossScaleOptimizer)
                    for o in trainer.optimizers.values())
-        trainer._fill_buffers()
+        trainer.fill_buffers()
         for net in trainer.networks:
-            logs = trainer.steps.step(net)(next(iter(trainer._dataset(seed=0))))
+            logs = trainer.steps.step(net)(next(iter(trainer.dataset(seed=0))))
             assert np.isfinite(float(logs["total"])), net
         assert all(b.dtype == "float32" for b in trainer.buffers.values())
     finally:

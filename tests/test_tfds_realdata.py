@@ -64,8 +64,8 @@ def test_real_photo_bytes_are_stored_unchanged(real_built, mirflickr_dir):
 def test_training_reads_the_tfds_build(real_built, tmp_path, monkeypatch):
     """What `main.py --dataset=mirflickr730 --data_source=tfds --tfds_data_dir=...` runs, with
     the one routing line the data layer needs (load_dataset_from_config -> tfds) patched in."""
-    import udsph_tf.data as data_layer
-    from udsph_tf import app
+    import udsph_tf.data.readers as data_layer
+    from udsph_tf.modes import train as train_mode
     from udsph_tf.training.testing import tiny_config
 
     raw_loader = data_layer.load_dataset_from_config
@@ -81,7 +81,7 @@ def test_training_reads_the_tfds_build(real_built, tmp_path, monkeypatch):
     config = tiny_config(tmp_path / "run", dataset="mirflickr730", data_source="tfds",
                          tfds_data_dir=str(real_built), epochs=1, num_replicas=1,
                          attention="none")
-    app.run(config)
+    train_mode.run(config)
     assert calls == [str(real_built)]
     import json
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from udsph_tf.training import Trainer, TrainingDiverged, evaluate, train_and_evaluate
-from udsph_tf.training.progress import Progress
+from udsph_tf.modes.evaluate import evaluate
+from udsph_tf.modes.train import make_trainer, train_and_evaluate
+from udsph_tf.progress import Progress
+from udsph_tf.training.trainer import TrainingDiverged
 from udsph_tf.training.summaries import Summaries
 from udsph_tf.training.testing import (checkpoint_values, shared_strategy, tiny_config,
                                        tiny_data, tiny_split)
@@ -96,9 +98,9 @@ def test_resume_in_two_sessions_equals_one_session(tmp_path):
 
 def _checkpoint_only(workdir, **changes):
     """A saved, untrained run state (cheaper than training an epoch to get a checkpoint)."""
-    t = Trainer(tiny_config(workdir, **changes), strategy=shared_strategy(1), data=tiny_data(),
+    t = make_trainer(tiny_config(workdir, **changes), strategy=shared_strategy(1), data=tiny_data(),
                 split=tiny_split(seed=changes.get("split_seed", 0)))
-    t._fill_buffers()
+    t.task.fill_buffers()
     t.ckpt.save_latest()
 
 

@@ -10,7 +10,9 @@ import tensorflow as tf
 from PIL import Image
 
 from udsph_tf.data.types import CrossModalData
-from udsph_tf.training import Trainer, raw_images
+from udsph_tf.data import raw_images
+from udsph_tf.modes import train as train_mode
+from udsph_tf.modes.train import make_trainer, prepare_raw_images, train_and_test
 from udsph_tf.training.testing import shared_strategy, tiny_config, tiny_split
 
 SIZE = (64, 64)  # EfficientNet-Lite0 at 64x64: a 2x2 grid = 4 regions of 1280
@@ -43,63 +45,63 @@ def _config(workdir, **changes):
 
 def _trainer(tmp_path, name, **changes):
     data = _photos(tmp_path / "photos")
-    return Trainer(_config(tmp_path / name, **changes), strategy=shared_strategy(1), data=data,
-                   split=tiny_split(N, num_query=8, num_val=8), image_size=SIZE)
+    return make_trainer(_config(tmp_path / name, **changes), strategy=shared_strategy(1),
+                        data=data, split=tiny_split(N, num_query=8, num_val=8), image_size=SIZE)
 
 
 def _backbone_weights(trainer):
     # The backbone is the `net` of ImgNet's BackboneInput (not present in cached mode).
-    return [w.numpy().copy() for w in trainer.models["imgnet"].image_input.net.weights]
+    return [w.numpy().copy() for w in trainer.task.models["imgnet"].image_input.net.weights]
 
 
 @pytest.mark.slow  # ~40 s on the shared 2 cores: two Lite0 builds and a run
 def test_frozen_cache_gives_what_the_backbone_gives_each_step(tmp_path, monkeypatch):
     cached = _trainer(tmp_path, "cached")
-    assert cached.raw.cached and cached.data.images.shape == (N, 5, 1280)  # 4 regions + global
-    monkeypatch.setattr(raw_images, "can_cache", lambda config: False)
+    assert cached.task.raw.cached and cached.task.data.images.shape == (N, 5, 1280)  # 4 regions + global
+    monkeypatch.setattr(train_mode, "can_cache", lambda config: False)
     live = _trainer(tmp_path, "live")
-    assert not live.raw.cached and live.data.images.dtype == np.uint8
-    assert live.data.images.shape == (N, *SIZE, 3)
+    assert not live.task.raw.cached and live.task.data.images.dtype == np.uint8
+    assert live.task.data.images.shape == (N, *SIZE, 3)
     # Same head weights in both ImgNets, then the same outputs on the same photos.
     for layer in ("hidden", "feature", "heads"):
-        getattr(live.models["imgnet"], layer).set_weights(
-            getattr(cached.models["imgnet"], layer).get_weights())
-    pixels = live.raw.transform()(live.data.images[:16])
-    want = live.models["imgnet"](pixels, training=False)
-    got = cached.models["imgnet"](cached.data.images[:16], training=False)
+        getattr(live.task.models["imgnet"], layer).set_weights(
+            getattr(cached.task.models["imgnet"], layer).get_weights())
+    pixels = live.task.raw.transform()(live.task.data.images[:16])
+    want = live.task.models["imgnet"](pixels, training=False)
+    got = cached.task.models["imgnet"](cached.task.data.images[:16], training=False)
     for key in ("feature", "hash", "regions"):
         np.testing.assert_allclose(got[key].numpy(), want[key].numpy(), rtol=1e-4, atol=1e-5)
     # And through the trainer: the encoding used by buffers/evaluation agrees too.
-    hv_live, _ = live.encode(np.arange(N))
+    hv_live, _ = live.task.encode(np.arange(N))
     before = _backbone_weights(live)
-    metrics = live.run()
+    metrics = train_and_test(live)
     assert metrics["test"]["n_queries"] == 8
     for a, b in zip(before, _backbone_weights(live)):
         np.testing.assert_array_equal(a, b)  # frozen: the backbone never moves
-    hv_cached, _ = cached.encode(np.arange(N))
+    hv_cached, _ = cached.task.encode(np.arange(N))
     assert hv_live.shape == hv_cached.shape == (N, 8)
 
 
 @pytest.mark.slow  # ~40 s: two 1-epoch runs, one fine-tuning Lite0
 def test_frozen_and_fine_tuned_runs_end_to_end(tmp_path):
     frozen = _trainer(tmp_path, "frozen")
-    m = frozen.run()
+    m = train_and_test(frozen)
     saved = json.loads((tmp_path / "frozen" / "metrics.json").read_text())
     assert saved["test"]["map_i2t"] == pytest.approx(m["test"]["map_i2t"])
     assert 0.0 < m["test"]["map_i2t"] <= 1.0 and 0.0 < m["test"]["map_t2i"] <= 1.0
 
     tuned = _trainer(tmp_path, "tuned", fine_tune=True, augment=True)  # augmented batches too
-    assert not tuned.raw.cached
+    assert not tuned.task.raw.cached
     before = _backbone_weights(tuned)
-    m = tuned.run()
+    m = train_and_test(tuned)
     assert (tmp_path / "tuned" / "metrics.json").exists()
     after = _backbone_weights(tuned)
     changed = [not np.array_equal(a, b) for a, b in zip(before, after)]
     assert any(changed), "fine-tuning left every backbone weight unchanged"
     # Batch norms stay frozen while fine-tuning (their moving statistics never move).
-    bn = [w for w in tuned.models["imgnet"].image_input.net.weights if "moving" in w.path]
+    bn = [w for w in tuned.task.models["imgnet"].image_input.net.weights if "moving" in w.path]
     assert bn and not any(changed[i] for i, w in enumerate(
-        tuned.models["imgnet"].image_input.net.weights) if "moving" in w.path)
+        tuned.task.models["imgnet"].image_input.net.weights) if "moving" in w.path)
 
 
 def test_augmentation_is_stateless_and_only_for_training(tmp_path):
@@ -127,16 +129,16 @@ def test_bad_photo_is_named_or_skipped_with_the_split_remapped(tmp_path):
     split = tiny_split(12, num_query=4, num_val=2)
     config = _config(tmp_path / "w")
     with pytest.raises(FileNotFoundError, match="im6.png: missing"):
-        raw_images.prepare_raw_images(config, data, split, SIZE, progress=False)
+        prepare_raw_images(config, data, split, SIZE, progress=False)
     os.remove(data.image_paths[3])  # leave only the corrupt one: a decode error, named
     with open(data.image_paths[3], "wb") as f:
         f.write(b"not an image")
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(data.image_paths[5])
     with pytest.raises(ValueError, match=r"im4\.png"):
-        raw_images.prepare_raw_images(config, data, split, SIZE, progress=False)
+        prepare_raw_images(config, data, split, SIZE, progress=False)
     os.remove(data.image_paths[5])
     skip = _config(tmp_path / "w", skip_bad_images=True)
-    new, new_split, raw = raw_images.prepare_raw_images(skip, data, split, SIZE, progress=False)
+    new, new_split, raw = prepare_raw_images(skip, data, split, SIZE, progress=False)
     assert list(raw.kept) == [i for i in range(12) if i not in (3, 5)]
     assert len(new) == 10 and new.images.shape[0] == 10
     old_rows = {int(r) for r in split.query_idx} - {3, 5}
@@ -147,7 +149,7 @@ def test_bad_photo_is_named_or_skipped_with_the_split_remapped(tmp_path):
 def test_features_backbone_with_raw_images_is_refused(tmp_path):
     data = _photos(tmp_path / "photos", n=4)
     with pytest.raises(ValueError, match="--backbone=features"):
-        raw_images.prepare_raw_images(tiny_config(tmp_path), data, tiny_split(4, 1, 0),
+        prepare_raw_images(tiny_config(tmp_path), data, tiny_split(4, 1, 0),
                                       progress=False)
 
 
@@ -156,13 +158,14 @@ def test_export_and_search_of_a_raw_image_run_say_how_to_serve_one(tmp_path):
     one (extract, train on the features) instead of failing deep inside a restore."""
     from udsph_tf import export
     from udsph_tf.config import replace
-    from udsph_tf.retrieval.cli import search
+    from udsph_tf.modes.export import export_from_checkpoint
+    from udsph_tf.modes.search import search
     data = _photos(tmp_path / "photos", n=4)
     split = tiny_split(4, 1, 0)
     config = _config(tmp_path / "run")
     with pytest.raises(ValueError, match=r"export needs a run trained on image features.*"
                                          r"--mode=extract.*--image_file=F"):
-        export.export_from_checkpoint(replace(config, mode="export"), data, split)
+        export_from_checkpoint(replace(config, mode="export"), data, split)
     with pytest.raises(ValueError, match=r"search needs a run trained on image features"):
         search(replace(config, mode="search", query_tags="a"), data, split)
     with pytest.raises(ValueError, match=r"encoding image codes needs a run trained"):

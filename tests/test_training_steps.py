@@ -7,7 +7,7 @@ import tensorflow as tf
 from udsph_tf.training.schedule import epoch_phases, learning_rate, data_seed
 from udsph_tf.training.steps import scale_to_global
 from udsph_tf.training.testing import shared_strategy, tiny_config, tiny_data, tiny_split
-from udsph_tf.training.trainer import Trainer
+from udsph_tf.modes.train import make_trainer
 
 GLOBAL_BATCH = 16
 
@@ -24,9 +24,9 @@ def _needs_two_devices():
 def _trainer(tmp_path, devices, fill=True, **changes):
     config = tiny_config(tmp_path, batch_size=GLOBAL_BATCH, **changes)
     strategy = shared_strategy(len(devices))
-    trainer = Trainer(config, strategy=strategy, data=tiny_data(), split=tiny_split())
+    trainer = make_trainer(config, strategy=strategy, data=tiny_data(), split=tiny_split()).task
     if fill:
-        trainer._fill_buffers()
+        trainer.fill_buffers()
     return trainer
 
 
@@ -69,8 +69,8 @@ def test_two_replicas_match_one_device(tmp_path, variant):
     for name, model in one.models.items():
         if model is not None:
             two.models[name].set_weights(model.get_weights())
-    one._fill_buffers()
-    two._fill_buffers()  # again: from the copied weights
+    one.fill_buffers()
+    two.fill_buffers()  # again: from the copied weights
     initial = _state(one)
     rows = np.random.default_rng(1).permutation(one.n_train)[:GLOBAL_BATCH]
     batch = _batch(one, rows)
@@ -122,7 +122,7 @@ def test_modality_step_adversarial_term_changes_imgnet_update(tmp_path):
             for name, model in t.models.items():
                 if model is not None:
                     model.set_weights(results[0][1][name])
-            t._fill_buffers()
+            t.fill_buffers()
         init = {n: m.get_weights() for n, m in t.models.items() if m is not None}
         t.steps.step("imgnet")(_distribute(t.strategy, _batch(t, rows)))
         results.append((t.models["imgnet"].get_weights(), init))
@@ -166,7 +166,7 @@ def test_schedule_order_rates_and_seeds(tmp_path):
 
 def test_bad_batch_size_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="exceeds"):
-        Trainer(tiny_config(tmp_path, batch_size=1000), data=tiny_data(), split=tiny_split())
+        make_trainer(tiny_config(tmp_path, batch_size=1000), data=tiny_data(), split=tiny_split())
 
 
 def test_disc_schedule_step_trains_that_modality_discriminator_in_its_step(tmp_path):

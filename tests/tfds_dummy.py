@@ -7,7 +7,7 @@ import pathlib
 import shutil
 import tempfile
 
-_SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "make_tfds_dummy_data.py"
+_SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "tools" / "make_tfds_dummy_data.py"
 
 
 @functools.lru_cache(maxsize=None)

@@ -209,7 +209,11 @@ class Config:
 
     # --- images / backbones -----------------------------------------------------------------
     backbone: str = _field("features", "Image input: precomputed features, or a CNN on raw "
-                           "images.", ["features", "cnnf", "vgg16", "vgg19", "resnet50",
+                           "images (train, eval, export: the run's network input, recorded in "
+                           "run.json). --mode=search: the CNN that turns --query_image_file "
+                           "into features (the extractor of the run's training features); the "
+                           "run's own input still comes from its record. --mode=extract: the "
+                           "CNN to run.", ["features", "cnnf", "vgg16", "vgg19", "resnet50",
                                        "efficientnet_lite0"])
     backbone_weights: str = _field("", "Local weights file of the backbone (imagenet-vgg-f.mat, "
                                    "a Keras .h5/.weights.h5, or the EfficientNet-Lite0 .pth); "

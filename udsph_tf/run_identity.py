@@ -12,16 +12,15 @@ import json
 import math
 import os
 import sys
-import tempfile
 import uuid
 
 import numpy as np
 
 from udsph_tf.config import Config, config_fields
 from udsph_tf.errors import ConfigError, DataError, MissingFileError
+from udsph_tf.files import write_json
+from udsph_tf.rundir import CKPT_DIR, CKPT_NAME, METRICS_FILE, RUN_FILE
 
-RUN_FILE = "run.json"
-INPUTS_FILE = "inputs.json"  # the resolved --image_norm/--text_encoder/--text_norm
 RECORD_FORMAT = 1
 
 # Fields that may change between sessions of one run (a resume, eval, export, search): how
@@ -68,7 +67,7 @@ def read_record(workdir):
 
 def recorded_metrics_config(workdir):
     """The Config a finished run recorded in metrics.json (None when it never finished)."""
-    path = os.path.join(workdir, "metrics.json")
+    path = os.path.join(workdir, METRICS_FILE)
     if not os.path.exists(path):
         return None
     recorded = _read_json(path)
@@ -96,18 +95,7 @@ def new_record(config, data_print):
 
 
 def write_record(workdir, record):
-    path = os.path.join(workdir, RUN_FILE)
-    fd, tmp = tempfile.mkstemp(prefix=f".{RUN_FILE}.", dir=workdir)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)  # readers never see half a record
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+    return write_json(os.path.join(workdir, RUN_FILE), record)
 
 
 def fingerprint(config_dict, data_print):
@@ -137,7 +125,7 @@ def data_fingerprint(data, split, config=None):
                               "sha1": hashlib.sha1(names.encode()).hexdigest()}
     if config is not None:
         out["files"] = {name: getattr(config, name) for name in LOCATION_FIELDS
-                        if getattr(config, name, "")}
+                        if getattr(config, name)}
     h = hashlib.sha1()
     for name in ("query_idx", "database_idx", "train_idx", "val_idx"):
         h.update(name.encode())
@@ -336,7 +324,7 @@ def config_for_mode(config, explicit):
     command line that contradicts them is a ConfigError."""
     if config.mode == "train":
         if not has_checkpoint(config.workdir):
-            if os.path.exists(os.path.join(config.workdir, "metrics.json")):
+            if os.path.exists(os.path.join(config.workdir, METRICS_FILE)):
                 # A finished run whose ckpt/ was removed: starting afresh would overwrite
                 # its metrics.json and best/ without a word.
                 raise ConfigError(
@@ -354,11 +342,10 @@ def config_for_mode(config, explicit):
 
 def has_checkpoint(workdir):
     """Whether --mode=train in `workdir` resumes (a checkpoint in its ckpt/)."""
-    from udsph_tf.training.checkpointing import LATEST_DIR, LATEST_NAME
-    directory = os.path.join(workdir, LATEST_DIR)
+    directory = os.path.join(workdir, CKPT_DIR)
     if not os.path.isdir(directory):
         return False
-    return any(entry.startswith(f"{LATEST_NAME}-") and entry.endswith(".index")
+    return any(entry.startswith(f"{CKPT_NAME}-") and entry.endswith(".index")
                for entry in os.listdir(directory)) \
         or os.path.exists(os.path.join(directory, "checkpoint"))
 
@@ -420,7 +407,7 @@ def require_trained_run(workdir):
     if not os.path.isdir(workdir):
         raise MissingFileError(f"--workdir={workdir}: no such run directory (train first: "
                                "--mode=train with the same --workdir)")
-    from udsph_tf.export.restore import selected_checkpoint
+    from udsph_tf.training.checkpointing import selected_checkpoint
     try:
         return selected_checkpoint(workdir)
     except FileNotFoundError as err:
@@ -459,7 +446,7 @@ def check_export(workdir, saved_model_dirs, reexport, run_name=""):
     if not record or not record.get("run_id"):
         return
     from udsph_tf.export.layout import run_stamp
-    from udsph_tf.export.restore import selected_checkpoint
+    from udsph_tf.training.checkpointing import selected_checkpoint
     try:
         best = selected_checkpoint(workdir)
     except FileNotFoundError:

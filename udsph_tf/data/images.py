@@ -14,9 +14,9 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
+from udsph_tf.data.readers import ID_LIST
 from udsph_tf.errors import DataError, MissingFileError
 
-ID_LIST_NAME = "img_database.txt"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 # Augmentation resizes to size / 0.875 and crops a random size window (the usual ImageNet ratio).
 _AUGMENT_SCALE = 1.0 / 0.875
@@ -82,7 +82,7 @@ def read_id_list(path):
 def find_id_list(image_dir):
     """img_database.txt in the image folder or its parent (the MIRFlickr layout), else ''."""
     for folder in (image_dir, os.path.dirname(os.path.normpath(image_dir))):
-        candidate = os.path.join(folder, ID_LIST_NAME)
+        candidate = os.path.join(folder, ID_LIST)
         if os.path.isfile(candidate):
             return candidate
     return ""
@@ -130,7 +130,7 @@ def list_image_files(image_dir, id_list="", rows=None, skip_bad=False, check_dec
         names = sorted((n for n in os.listdir(image_dir)
                         if n.lower().endswith(IMAGE_EXTENSIONS)), key=_natural_key)
         if not names:
-            raise MissingFileError(f"--image_dir={image_dir}: no {ID_LIST_NAME} and no image "
+            raise MissingFileError(f"--image_dir={image_dir}: no {ID_LIST} and no image "
                                    "files in the folder")
         num_listed = len(names)
         rows = np.arange(num_listed) if rows is None else np.asarray(rows, dtype=np.int64)
@@ -213,10 +213,7 @@ def _resize(image, spec, training, augment, seed):
     image = tf.cast(image, tf.float32)
     size = tf.constant([spec.height, spec.width])
     if training and augment:
-        big = tf.cast(tf.round(tf.cast(size, tf.float32) * _AUGMENT_SCALE), tf.int32)
-        image = tf.image.resize(image, big, method="bilinear", antialias=True)
-        image = tf.image.stateless_random_crop(image, [spec.height, spec.width, 3], seed=seed)
-        return tf.image.stateless_random_flip_left_right(image, seed=seed + 1)
+        return augment_one(image, spec, seed)
     if spec.resize == "center_crop":
         shape = tf.cast(tf.shape(image)[:2], tf.float32)
         scale = tf.reduce_max(tf.cast(size, tf.float32) / shape)
@@ -234,13 +231,40 @@ def preprocess(data, spec, training=False, augment=False, seed=None):
     if seed is None:
         seed = tf.constant([0, 0], tf.int64)
     image = _resize(_decode(data), spec, training, augment, seed)
-    if spec.bgr:  # Caffe-trained weights; mean/std are then given in BGR order too
-        image = image[..., ::-1]
-    mean = tf.constant(spec.mean, tf.float32)
-    std = tf.constant(spec.std, tf.float32)
-    image = (image - mean) / std
+    image = normalizer(spec)(image)
     image.set_shape([spec.height, spec.width, 3])
     return image
+
+
+def normalizer(spec):
+    """pixels (..., H, W, 3), uint8 or float 0..255 -> float32 normalised as `spec` says; one
+    image or a batch (raw-image training normalises its in-memory uint8 batches with it)."""
+    mean = tf.constant(spec.mean, tf.float32)
+    std = tf.constant(spec.std, tf.float32)
+
+    def normalise(pixels):
+        x = tf.cast(pixels, tf.float32)
+        if spec.bgr:  # Caffe-trained weights; mean/std are then given in BGR order too
+            x = x[..., ::-1]
+        return (x - mean) / std
+    return normalise
+
+
+def augment_one(image, spec, seed):
+    """Random crop (of the image upscaled by 1/0.875) + horizontal flip, stateless from seed."""
+    size = tf.constant([spec.height, spec.width])
+    big = tf.cast(tf.round(tf.cast(size, tf.float32) * _AUGMENT_SCALE), tf.int32)
+    image = tf.image.resize(tf.cast(image, tf.float32), big, method="bilinear", antialias=True)
+    image = tf.image.stateless_random_crop(image, [spec.height, spec.width, 3], seed=seed)
+    return tf.image.stateless_random_flip_left_right(image, seed=seed + 1)
+
+
+def augmenter(spec):
+    """augment_one over a batch of pixels (n, H, W, 3) with per-item int64 seeds (n, 2)."""
+    def augment(pixels, seeds):
+        return tf.map_fn(lambda args: augment_one(args[0], spec, args[1]), (pixels, seeds),
+                         fn_output_signature=tf.float32)
+    return augment
 
 
 def image_loader(spec, training=False, augment=False):

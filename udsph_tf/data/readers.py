@@ -241,9 +241,25 @@ def read_array(path, key: Optional[str] = None) -> np.ndarray:
 
 
 def read_lines(path) -> List[str]:
+    """The non-blank lines of a list file (id list, tag vocabulary), stripped."""
     with _reading(path, "UTF-8 text"), \
             open(V.require_file(path, "text file"), encoding="utf-8") as f:
-        return [line.strip() for line in f if line.strip()]
+        return lines_of(f.read(), rows=False)
+
+
+def lines_of(text, rows=False) -> List[str]:
+    """The lines of a text file, by one of the two rules the data files need.
+
+    rows=False (a list: ids, tags, vocabulary): stripped, blank lines dropped.
+    rows=True (one line per data row, e.g. txt_database.txt): a blank line is a row (an item
+    without tags) and is kept; only trailing blank lines, which are no rows, are dropped.
+    """
+    if not rows:
+        return [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line.rstrip("\r") for line in text.splitlines()]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return lines
 
 
 def read_tag_vocab(path) -> List[str]:

@@ -12,13 +12,13 @@ import json
 import os
 import pathlib
 import sys
-import tempfile
 import time
 
 import numpy as np
 
 from udsph_tf.data import images as image_data
 from udsph_tf.data.readers import ID_LIST, MIRFLICKR730_FILE, ids_from_paths
+from udsph_tf.files import write_npz
 
 BACKBONE = "efficientnet_lite0"
 CACHE_FORMAT = 1  # bump when what is cached, or how, changes
@@ -104,7 +104,7 @@ def cache_key(files, grid) -> str:
 def _compute_regions(files, batch_size=32):
     """The (n, 49, 1280) float32 head map of each photo, through `--mode=extract`'s code path."""
     from udsph_tf.models.backbones import build_backbone
-    from udsph_tf.models.backbones.extract import extract
+    from udsph_tf.data.features import extract
     bad = image_data.find_unreadable(files.paths)
     if bad:
         shown = "; ".join(f"{files.paths[i]}: {msg}" for i, msg in bad[:3])
@@ -120,15 +120,7 @@ def _compute_regions(files, batch_size=32):
 def _save_npz(path, arrays):
     """Write atomically: a killed run leaves no half-written cache file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_npz(path, arrays)
 
 
 def _inside(path, folder):

@@ -143,3 +143,14 @@ def split_from_config(config, data) -> Split:
         return split if config.num_val < 0 else with_num_val(split, config.num_val)
     return make_split(n, data.name, config.split_seed, config.num_query, config.num_train,
                       config.num_val)
+
+
+def data_and_split(config, data=None, split=None):
+    """The run's data and split: a given one is kept (tests, tools), a missing one is read or
+    made from the config (load_dataset_from_config, split_from_config)."""
+    from udsph_tf.data.readers import load_dataset_from_config
+    if data is None:
+        data = load_dataset_from_config(config)
+    if split is None:
+        split = split_from_config(config, data)
+    return data, split

@@ -1,6 +1,8 @@
-"""Input checks, bit packing and code statistics for +-1 hash codes and 0/1 label matrices."""
+"""Input checks and code statistics for +-1 hash codes and 0/1 label matrices."""
 
 import numpy as np
+
+from udsph_tf.codes import pack_words
 
 
 def _as_2d_array(x, what):
@@ -68,27 +70,6 @@ def check_retrieval_inputs(query_codes, db_codes, query_labels, db_labels):
     return qc, dc, ql, dl
 
 
-def pack_bits(bits):
-    """Pack a bool matrix (n x m) into n x W unsigned words, the narrowest dtype that holds m bits
-    in one word (uint8/16/32), else W = ceil(m/64) uint64 words. Padding bits are 0, so they never
-    add to a XOR popcount nor to an AND test."""
-    bits = np.asarray(bits, dtype=bool)
-    n, m = bits.shape
-    nbytes = -(-m // 8)
-    if nbytes <= 1:
-        width = 1
-    elif nbytes <= 2:
-        width = 2
-    elif nbytes <= 4:
-        width = 4
-    else:
-        width = 8
-    nwords = -(-nbytes // width)
-    packed = np.zeros((n, nwords * width), dtype=np.uint8)
-    packed[:, :nbytes] = np.packbits(bits, axis=1)
-    return packed.view(np.dtype(f"u{width}")).reshape(n, nwords)
-
-
 def code_stats(codes):
     """Statistics that make a collapsed or degenerate code set visible.
 
@@ -98,7 +79,7 @@ def code_stats(codes):
     code distribution: log2 of the number of equally used codes), num_codes and bits.
     """
     c = check_codes(codes, "codes")
-    packed = pack_bits(c > 0)
+    packed = np.ascontiguousarray(pack_words(c > 0).T)  # (n, W): one row of words an item
     # One row per code: view the packed words as a single void scalar so np.unique is 1-D.
     rows = np.ascontiguousarray(packed).view(np.dtype((np.void, packed.dtype.itemsize *
                                                        packed.shape[1]))).ravel()

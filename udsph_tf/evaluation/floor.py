@@ -10,6 +10,8 @@ and evaluated on the same queries and database as the model (numpy + scikit-lear
 
 import numpy as np
 
+from udsph_tf.codes import to_codes
+
 FLOOR_METHOD = ("ridge regression of each standardised modality to the labels (RidgeCV on the "
                 "training rows), sign of a shared random projection of the centred predictions")
 _ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
@@ -42,7 +44,7 @@ def linear_floor_codes(train, query, database, bits, seed=0):
     for side in ("images", "tags"):
         predict = _fit_modality(train[side], labels)
         for part in (query, database):
-            codes.append(np.where(predict(part[side]) @ projection >= 0, 1, -1).astype(np.int8))
+            codes.append(to_codes(predict(part[side]) @ projection))
     qv, dv, qt, dt = codes
     return qv, qt, dv, dt
 

@@ -1,12 +1,11 @@
 """Hamming ranking over the K+1 distance values: per-query distance histograms, relevant ranks."""
 
 import concurrent.futures
-import os
 import queue
 
 import numpy as np
 
-from udsph_tf.evaluation.codes import pack_bits
+from udsph_tf.codes import default_num_threads, pack_words
 
 try:  # the C counting sort behind scipy.sparse COO->CSR (scipy is pinned in setup.cfg)
     from scipy.sparse._sparsetools import coo_tocsr as _coo_tocsr
@@ -34,8 +33,8 @@ class PackedSet:
     def __init__(self, codes, labels):
         self.n, self.bits = codes.shape
         # One contiguous row of words per word index: the database side is streamed per word.
-        self.code_words = np.ascontiguousarray(pack_bits(codes > 0).T)
-        self.label_words = np.ascontiguousarray(pack_bits(labels).T)
+        self.code_words = pack_words(codes > 0)
+        self.label_words = pack_words(labels)
 
     def cell_bytes(self):
         """Bytes of chunk buffers per (query, database item) pair, see _Buffers."""
@@ -56,12 +55,6 @@ def chunk_size(db, memory_budget=DEFAULT_MEMORY_BUDGET):
     return max(1, min(rows, (2**31 - 1) // (db.n + db.bits + 1)))
 
 
-def default_num_threads():
-    """Worker threads: the CPUs this process may use (the numpy calls below release the GIL)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 class _Buffers:
@@ -106,7 +99,7 @@ def _fill_chunk(q, db, i0, i1, buf):
     return group, rel
 
 
-def _counting_sort(group, rel, n_groups, buf):
+def counting_sort(group, rel, n_groups, buf):
     """Stable counting sort of a chunk's items by group: returns (group_starts, ranked_rel),
     where ranked_rel[p] is the relevance of the item at position p of the sorted order and
     group g occupies positions group_starts[g]:group_starts[g+1]. Inside a group (one query's
@@ -189,7 +182,7 @@ def _work(q, db, chunks, rows, *, positions, top_k, n_values, out):
             return
         c = i1 - i0
         group, rel = _fill_chunk(q, db, i0, i1, buf)
-        starts, ranked = _counting_sort(group, rel, c * nb, buf)
+        starts, ranked = counting_sort(group, rel, c * nb, buf)
         hits = np.flatnonzero(ranked)  # chunk positions of the relevant items, ascending
         rel_starts = np.searchsorted(hits, starts)  # relevant items before each group
         out["n_hist"][i0:i1] = np.diff(starts).reshape(c, nb)

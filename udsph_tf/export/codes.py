@@ -5,12 +5,13 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from udsph_tf.codes import to_codes
 from udsph_tf.export import layout
-from udsph_tf.export.encoders import numpy_codes
 from udsph_tf.export.exporter import IMAGE_ENCODER, TEXT_ENCODER
 from udsph_tf.export.restore import raw_image_run_error
+from udsph_tf.models.encoding import Encoder
+from udsph_tf.retrieval import CodeDatabase
 
-ENCODE_BATCH = 1024
 MODALITIES = ("image", "text")
 
 
@@ -20,20 +21,13 @@ class RunEncoders:
     def __init__(self, imgnet, txtnet, source):
         self.models = {"image": imgnet, "text": txtnet}
         self.source = source  # recorded as the CodeDatabase's model_version
-        self._fns = {}
-
-    def _fn(self, modality):
-        if modality not in self._fns:
-            model = self.models[modality]
-            # reduce_retracing: the last, shorter batch must not trace a second graph.
-            self._fns[modality] = tf.function(lambda x: model(x, training=False)["hash"],
-                                              reduce_retracing=True)
-        return self._fns[modality]
+        self._encoders = {}
 
     def hash(self, modality, x):
         _check_modality(modality)
-        fn = self._fn(modality)
-        return _batched(lambda b: fn(tf.constant(b, tf.float32)).numpy(), x)
+        if modality not in self._encoders:
+            self._encoders[modality] = Encoder.of_model(self.models[modality])
+        return self._encoders[modality](x)["hash"]
 
 
 class SavedModelEncoders:
@@ -42,28 +36,22 @@ class SavedModelEncoders:
     def __init__(self, image_dir, text_dir):
         self.dirs = {"image": image_dir, "text": text_dir}
         self.inputs = {"image": "image_features", "text": "tags"}
-        self._sigs = {}
+        self._encoders = {}
         self.source = f"saved_model:{os.path.normpath(image_dir)}"
 
     def hash(self, modality, x):
         _check_modality(modality)
-        if modality not in self._sigs:
-            self._sigs[modality] = tf.saved_model.load(
-                self.dirs[modality]).signatures["serving_default"]
-        sig, name = self._sigs[modality], self.inputs[modality]
-        return _batched(lambda b: sig(**{name: tf.constant(b, tf.float32)})["hash"].numpy(), x)
+        if modality not in self._encoders:
+            sig = tf.saved_model.load(self.dirs[modality]).signatures["serving_default"]
+            name = self.inputs[modality]
+            self._encoders[modality] = Encoder(lambda b, sig=sig, name=name: sig(**{name: b}),
+                                               trace=False)
+        return self._encoders[modality](x)["hash"]
 
 
 def _check_modality(modality):
     if modality not in MODALITIES:
         raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
-
-
-def _batched(fn, x):
-    x = np.asarray(x, np.float32)
-    if len(x) == 0:
-        raise ValueError("nothing to encode: 0 rows")
-    return np.concatenate([fn(x[i:i + ENCODE_BATCH]) for i in range(0, len(x), ENCODE_BATCH)])
 
 
 def latest_export(export_dir, run_name, version=0):
@@ -99,10 +87,9 @@ def database_ids(data, rows):
 
 def build_database(encoders, data, rows, modality, run_name):
     """CodeDatabase of `modality` codes for data rows `rows` (ids and labels carried along)."""
-    from udsph_tf.retrieval import CodeDatabase
     rows = np.asarray(rows, np.int64)
     hashes = encoders.hash(modality, modality_inputs(data, modality, rows))
-    return CodeDatabase.from_codes(numpy_codes(hashes), ids=database_ids(data, rows),
+    return CodeDatabase.from_codes(to_codes(hashes), ids=database_ids(data, rows),
                                    labels=np.asarray(data.labels)[rows],
                                    model_version=str(encoders.source), run_name=run_name,
                                    modality=modality)
@@ -110,7 +97,6 @@ def build_database(encoders, data, rows, modality, run_name):
 
 def cached_database(path, encoders, data, rows, modality, run_name, bits):
     """Load the database at `path` if it came from the same encoders and rows, else rebuild it."""
-    from udsph_tf.retrieval import CodeDatabase
     rows = np.asarray(rows, np.int64)
     if os.path.exists(path):
         try:

@@ -1,15 +1,11 @@
 """Serving wrappers of ImgNet/TxtNet: named, validated `serving_default` signatures."""
 
-import numpy as np
 import tensorflow as tf
+
+from udsph_tf.models.encoding import sign_codes
 
 # Output names of every encoder signature (the REST API's field names; keep them stable).
 ENCODER_OUTPUTS = ("codes", "packed_codes", "hash", "label_scores")
-
-
-def codes_from_hash(hash_):
-    """+-1 int8 codes: sign(hash) with 0 -> +1, the rule the numpy side uses (h >= 0)."""
-    return tf.where(hash_ >= 0, tf.constant(1, tf.int8), tf.constant(-1, tf.int8))
 
 
 def pack_codes_tf(codes):
@@ -90,7 +86,7 @@ def encoder_outputs(model, x):
     """Run a UDSPH modality network in inference mode and derive the serving outputs."""
     out = model(x, training=False)
     hash_ = tf.cast(out["hash"], tf.float32)
-    codes = codes_from_hash(hash_)
+    codes = sign_codes(hash_)
     return {
         "codes": codes,
         "packed_codes": pack_codes_tf(codes),
@@ -200,8 +196,3 @@ def text_encoder_module(txtnet, tag_dim, tag_vocab=None):
     embeddings) takes any finite value."""
     return EncoderModule(txtnet, "tags", (int(tag_dim),), name="text_encoder",
                          tag_vocab=tag_vocab, non_negative=reads_bag_of_words(txtnet))
-
-
-def numpy_codes(hash_):
-    """numpy twin of codes_from_hash (for database building and tests)."""
-    return np.where(np.asarray(hash_) >= 0, 1, -1).astype(np.int8)

@@ -8,6 +8,7 @@ import tempfile
 import tensorflow as tf
 
 from udsph_tf.errors import ConfigError, DataError, MissingFileError
+from udsph_tf.files import write_text
 
 METADATA_FILE = "udsph_export.json"  # beside the warm-up file in assets.extra/
 
@@ -71,7 +72,7 @@ def write_metadata(saved_model_dir, metadata):
     extra = os.path.join(saved_model_dir, "assets.extra")
     os.makedirs(extra, exist_ok=True)
     path = os.path.join(extra, METADATA_FILE)
-    atomic_write_text(path, json.dumps(metadata, indent=2, sort_keys=True, default=str) + "\n")
+    write_text(path, json.dumps(metadata, indent=2, sort_keys=True, default=str) + "\n")
     return path
 
 
@@ -111,15 +112,3 @@ def check_run_owner(run_dir, model_names, stamp):
                     f"{run_dir}: holds exports of another run ({other.get('workdir')}, version "
                     f"{version} of {name}), not of --workdir={stamp.get('workdir')}; export "
                     "this run under its own name (--run_name=NAME) or --export_dir")
-
-
-def atomic_write_text(path, text):
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path) or ".")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -2,7 +2,7 @@
 
 import os
 
-from udsph_tf.export.layout import atomic_write_text
+from udsph_tf.files import write_text
 
 # Where `docker run -v <export>/<run>:/models/<run>` puts the run inside the container.
 DOCKER_MODELS_ROOT = "/models"
@@ -41,6 +41,6 @@ def write_models_configs(run_dir, run_name, model_names):
     docker = [(name, f"{DOCKER_MODELS_ROOT}/{run_name}/{name}") for name in model_names]
     host_path = os.path.join(run_dir, "models.config")
     docker_path = os.path.join(run_dir, "models.docker.config")
-    atomic_write_text(host_path, models_config_text(host))
-    atomic_write_text(docker_path, models_config_text(docker))
+    write_text(host_path, models_config_text(host))
+    write_text(docker_path, models_config_text(docker))
     return host_path, docker_path

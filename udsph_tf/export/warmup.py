@@ -23,7 +23,7 @@ _LENGTH_DELIMITED = 2
 _VARINT = 0
 
 
-def _varint(value):
+def varint(value):
     if value < 0:
         raise ValueError(f"varint fields here are non-negative, got {value}")
     out = bytearray()
@@ -38,17 +38,17 @@ def _varint(value):
 
 
 def _key(field_number, wire_type):
-    return _varint((field_number << 3) | wire_type)
+    return varint((field_number << 3) | wire_type)
 
 
 def _bytes_field(field_number, payload):
-    return _key(field_number, _LENGTH_DELIMITED) + _varint(len(payload)) + payload
+    return _key(field_number, _LENGTH_DELIMITED) + varint(len(payload)) + payload
 
 
 def model_spec_bytes(name, signature_name="serving_default", version=None):
     out = _bytes_field(1, name.encode("utf-8"))
     if version is not None:
-        out += _bytes_field(2, _key(1, _VARINT) + _varint(int(version)))
+        out += _bytes_field(2, _key(1, _VARINT) + varint(int(version)))
     if signature_name:
         out += _bytes_field(3, signature_name.encode("utf-8"))
     return out

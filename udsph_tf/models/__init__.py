@@ -31,7 +31,7 @@ def resolve_input_spec(config, train_tags=None):
             "text_norm": resolve_text_norm(config.text_norm, encoder)}
 
 
-def build_models(config, image_shape, tag_dim, num_labels, input_spec=None):
+def build_models(config, image_shape, tag_dim, num_labels, input_spec=None, image_input=None):
     """All networks of a run, built (variables created) by a call on a zero batch of 2.
 
     image_shape: one image input without the batch axis, (D,) or (R, d) features or (H, W, 3)
@@ -39,6 +39,9 @@ def build_models(config, image_shape, tag_dim, num_labels, input_spec=None):
     "attention"}; labnet, the discriminators and attention are None when config.label_net,
     config.adversarial or config.attention ("none") switch them off. The discriminators need
     the label network (its features are their 'real' samples), so they are None without it.
+    image_input: ImgNet's image input layer; None = the one config.backbone names
+    (models/image_input.py); raw-image training on cached backbone outputs passes
+    models/backbones/cached.CachedBackboneInput.
     """
     image_shape = tuple(int(s) for s in image_shape)
     tag_dim, num_labels = int(tag_dim), int(num_labels)
@@ -52,7 +55,8 @@ def build_models(config, image_shape, tag_dim, num_labels, input_spec=None):
                  if spec["text_norm"] != "none" else None)
     imgnet = ImgNet(config.bits, num_labels, hidden=config.imgnet_hidden,
                     feature_dim=config.feature_dim, dropout=config.dropout,
-                    region_dim=region_dim, image_input=make_image_input(config, image_shape),
+                    region_dim=region_dim,
+                    image_input=image_input or make_image_input(config, image_shape),
                     normalizer=image_norm, batch_norm=config.batch_norm)
     txtnet = TxtNet(tag_dim, config.bits, num_labels, hidden=config.txtnet_hidden,
                     feature_dim=config.feature_dim, scales=tuple(config.txt_scale_list),

@@ -1,15 +1,14 @@
 """CodeDatabase: packed hash codes + ids (+ labels) + provenance, saved as one .npz file."""
 
 import dataclasses
-import os
 import pathlib
-import tempfile
 import zipfile
 from typing import Optional
 
 import numpy as np
 
-from udsph_tf.retrieval.packing import check_packed, pack_codes
+from udsph_tf.codes import check_packed, pack_codes
+from udsph_tf.files import write_npz
 
 FORMAT = "udsph-code-db"
 FORMAT_VERSION = 1
@@ -21,7 +20,7 @@ _REQUIRED = ("format", "format_version", "packed", "ids", "bits", "model_version
 class CodeDatabase:
     """A searchable set of binary codes and where they came from.
 
-    packed: uint8 (n, bits // 8), np.packbits big-endian order (see packing.py).
+    packed: uint8 (n, bits // 8), np.packbits big-endian order (see udsph_tf/codes.py).
     ids: (n,) unique integer or unicode ids of the items (e.g. dataset indices, file names).
     labels: optional (n, C) array (e.g. 0/1 labels, to score retrieval).
     model_version / run_name: the SavedModel version and training run that encoded them.
@@ -96,17 +95,7 @@ class CodeDatabase:
                   "run_name": np.array(self.run_name), "modality": np.array(self.modality)}
         if self.labels is not None:
             arrays["labels"] = self.labels
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        write_npz(path, arrays)
         return path
 
     @classmethod

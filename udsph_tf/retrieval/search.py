@@ -4,12 +4,11 @@
 # database position (the stable ranking of design.md section 3), so results are deterministic.
 
 import concurrent.futures
-import os
 import threading
 
 import numpy as np
 
-from udsph_tf.retrieval.packing import as_words, check_packed
+from udsph_tf.codes import as_words, check_packed, default_num_threads
 
 # A result is packed into one int64 key, distance << 40 | position, so that a single
 # np.partition/np.sort orders by (distance, position): no lexsort, no separate tie pass.
@@ -35,12 +34,6 @@ _SINGLE_SMALL = 1 << 16
 BACKENDS = ("auto", "numpy", "faiss", "faiss_hnsw")
 
 
-def default_num_threads():
-    """Threads for the numpy path: the CPUs this process may use (numpy ufuncs drop the GIL)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def hamming_distances(query_packed, db_packed):

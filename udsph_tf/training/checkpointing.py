@@ -20,12 +20,9 @@ import time
 import tensorflow as tf
 from google.protobuf.message import DecodeError
 
-from udsph_tf.errors import UserError
+from udsph_tf.errors import MissingFileError, UserError
+from udsph_tf.rundir import BEST_DIR, BEST_NAME, CKPT_DIR, CKPT_NAME
 
-LATEST_DIR = "ckpt"
-BEST_DIR = "best"
-LATEST_NAME = "ckpt"
-BEST_NAME = "best"
 # What an unreadable (truncated, damaged, missing) checkpoint raises on restore: a truncated
 # .data file gives IndexError("Read less bytes than requested"), a bad .index or a checksum
 # mismatch an OpError. A checkpoint of other networks raises AssertionError/ValueError instead,
@@ -181,8 +178,8 @@ class RunCheckpoint:
         tracked.update({f"buf_{k}": v for k, v in buffers.items()})
         self.checkpoint = tf.train.Checkpoint(**tracked)
         self.latest = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(save_root, LATEST_DIR), max_to_keep=keep,
-            checkpoint_name=LATEST_NAME)
+            self.checkpoint, os.path.join(save_root, CKPT_DIR), max_to_keep=keep,
+            checkpoint_name=CKPT_NAME)
         self.best = tf.train.CheckpointManager(
             self.weights, os.path.join(save_root, BEST_DIR), max_to_keep=1,
             checkpoint_name=BEST_NAME)
@@ -192,7 +189,7 @@ class RunCheckpoint:
         """Start of training: clear what an interrupted save left, then restore the newest
         readable checkpoint of ckpt/ (warning about each unreadable one, by file). Returns its
         path, or None for a fresh start; raises CheckpointUnreadableError if none is readable."""
-        for directory, name in ((self.latest.directory, LATEST_NAME),
+        for directory, name in ((self.latest.directory, CKPT_NAME),
                                 (self.best.directory, BEST_NAME)):
             for path in remove_temporaries(directory, name):
                 _warn(f"removed {path}, left by an interrupted checkpoint save")
@@ -200,7 +197,7 @@ class RunCheckpoint:
         if os.path.exists(index) and tf.train.get_checkpoint_state(self.latest.directory) is None:
             _warn(f"{index} is unreadable; looking for checkpoints on disk instead")
         tried = []
-        for path in candidates(self.latest, LATEST_NAME):
+        for path in candidates(self.latest, CKPT_NAME):
             try:
                 status = self.checkpoint.restore(path)
             except READ_ERRORS as err:
@@ -240,7 +237,7 @@ class RunCheckpoint:
 
     def save_latest(self):
         """Save the full state to ckpt/ (keeping --keep_checkpoints); returns the path."""
-        return self._save(self.latest, LATEST_NAME)
+        return self._save(self.latest, CKPT_NAME)
 
     def save_best(self):
         """Save the weights and scalars to best/ (one kept); returns the path."""
@@ -250,3 +247,15 @@ class RunCheckpoint:
         """Seconds spent writing checkpoints since the last call (rounded to ms)."""
         seconds, self._write_seconds = self._write_seconds, 0.0
         return round(seconds, 3)
+
+
+def selected_checkpoint(workdir):
+    """Path of the selected (best validation) checkpoint the trainer keeps under workdir."""
+    best_dir = os.path.join(workdir, BEST_DIR)
+    path = tf.train.latest_checkpoint(best_dir)
+    if not path:
+        # No --workdir prefix: run_identity.require_trained_run adds it (a prefix here would print it twice).
+        raise MissingFileError(
+            f"no selected checkpoint in {best_dir!r}: train first (--mode=train with the same "
+            "--workdir; the best checkpoint is written at the first validation)")
+    return path

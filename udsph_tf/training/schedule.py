@@ -8,7 +8,6 @@ NETWORKS = ("labnet", "disc", "imgnet", "txtnet")
 @dataclasses.dataclass(frozen=True)
 class Phase:
     network: str      # one of NETWORKS
-    pass_index: int   # 0-based pass over the training set within the epoch
 
 
 def active_networks(config):
@@ -32,7 +31,7 @@ def epoch_phases(config):
     for name, n in passes.items():
         if n < 0:
             raise ValueError(f"{name} passes must be >= 0, got {n}")
-    return [Phase(net, p) for net in active_networks(config) for p in range(passes[net])]
+    return [Phase(net) for net in active_networks(config) for _ in range(passes[net])]
 
 
 def base_learning_rates(config):

@@ -78,3 +78,12 @@ def worker_dir(workdir, strategy):
     resolver = strategy.cluster_resolver
     return os.path.join(tempfile.gettempdir(),
                         f"udsph_worker_{resolver.task_type}_{resolver.task_id}_{os.getpid()}")
+
+
+def num_workers(strategy):
+    """Workers of a multi-worker strategy (1 for a local one)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None:
+        return 1
+    cluster = resolver.cluster_spec().as_dict()
+    return max(1, len(cluster.get("worker", [])) + len(cluster.get("chief", [])))

@@ -61,13 +61,6 @@ class Summaries:
         with w.as_default(step=int(step)):
             tf.summary.write(tag, tf.constant(data), step=int(step), metadata=meta)
 
-    def text(self, split, tag, value, step):
-        w = self._writer(split)
-        if w is None:
-            return
-        with w.as_default(step=int(step)):
-            tf.summary.text(tag, str(value))
-
     def hparams(self, values):
         """Record the run's hyperparameters (HParams plugin) in the train writer."""
         w = self._writer("train")
@@ -84,5 +77,6 @@ class Summaries:
             w.flush()
 
     def close(self):
+        """Flush and close the writers (end of the loop, end of the test)."""
         for w in self._writers.values():
             w.close()

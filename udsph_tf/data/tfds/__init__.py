@@ -2,7 +2,7 @@
 
 Importing this package registers the builders `mirflickr25k`, `nus_wide` and `coco_multilabel`,
 so `tfds.builder(NAME, config=..., data_dir=...)` finds them; `build_dataset` (and
-scripts/build_tfds.py) builds one config from a manual_dir (`tfds build` needs apache_beam).
+tools/build_tfds.py) builds one config from a manual_dir (`tfds build` needs apache_beam).
 """
 
 from udsph_tf.data.tfds.coco_multilabel import CocoMultilabel

@@ -8,6 +8,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from udsph_tf.data import validation
+from udsph_tf.data.readers import lines_of
 
 # Every builder writes these splits. "train" and "validation" are subsets of "database"
 # (the data layer's Split invariants), so the TFDS splits overlap by design.
@@ -80,11 +81,10 @@ def require(path: epath.Path, what: str) -> epath.Path:
 
 
 def read_lines(path: epath.Path, what: str) -> List[str]:
+    """One line per row of a release file (read through epath: the builders' paths may be
+    remote); the blank-line rule is data.readers.lines_of's (rows=True)."""
     text = require(path, what).read_bytes().decode("utf-8", errors="replace")
-    lines = [line.rstrip("\r") for line in text.splitlines()]
-    while lines and not lines[-1].strip():  # trailing blank lines are not rows
-        lines.pop()
-    return lines
+    return lines_of(text, rows=True)
 
 
 def check_count(path, count: int, expected: int, what: str = "rows"):

@@ -48,14 +48,14 @@ def resolve(name: str, data_dir: str, config_name: str = "") -> Tuple[str, str]:
         if config_name not in built:
             raise MissingFileError(
                 f"--tfds_config={config_name}: {builder_name}/{config_name} is not built in "
-                f"{data_dir} (built: {built or 'none'}). Build it: python scripts/build_tfds.py "
+                f"{data_dir} (built: {built or 'none'}). Build it: python tools/build_tfds.py "
                 f"--dataset={name} --config={config_name} --manual_dir=DIR "
                 f"--data_dir={data_dir}")
         return builder_name, config_name
     if not built:
         raise MissingFileError(
             f"--tfds_data_dir={data_dir}: no build of {builder_name} in {data_dir}. Build one: "
-            f"python scripts/build_tfds.py --dataset={name} --config=CONFIG --manual_dir=DIR "
+            f"python tools/build_tfds.py --dataset={name} --config=CONFIG --manual_dir=DIR "
             f"--data_dir={data_dir}")
     if len(built) == 1:
         return builder_name, built[0]
@@ -180,9 +180,9 @@ def _split_from_metadata(meta, split_rows, builder_name, config_name) -> Split:
 
 def load_tfds_from_config(config) -> CrossModalData:
     """The `--data_source=tfds` entry point: Config.dataset + Config.tfds_data_dir
-    (+ Config.tfds_config when that field exists)."""
+    + Config.tfds_config."""
     data = load_tfds_as_crossmodal(config.dataset, config.tfds_data_dir,
-                                   getattr(config, "tfds_config", "") or "")
+                                   config.tfds_config)
     split = data.default_split
     # Only a seeded build can disagree with --split_seed (a split file carries its own seed).
     if (split is not None and split.source == "seeded" and not config.split_file

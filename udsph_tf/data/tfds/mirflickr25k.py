@@ -5,6 +5,7 @@ import re
 import numpy as np
 from etils import epath
 
+from udsph_tf.data.readers import ID_LIST
 from udsph_tf.data.tfds import common
 from udsph_tf.data.tfds.base import CrossModalBuilder
 
@@ -14,7 +15,7 @@ LABEL_NAMES = [
     "structures", "sunset", "transport", "tree", "water"]
 TAG_DIM = 1386
 LABEL_FILE, TAG_FILE = "mirflickr25k-lall.mat", "mirflickr25k-yall.mat"
-ID_FILE, TEXT_FILE, VOCAB_FILE = "img_database.txt", "txt_database.txt", "common_tags.txt"
+TEXT_FILE, VOCAB_FILE = "txt_database.txt", "common_tags.txt"
 NAMES_FILE = "mirflickr25k-fall.mat"  # the "Cleared-Set" alternative to img_database.txt
 PHOTO_DIRS = ("images", "mirflickr")
 
@@ -96,10 +97,10 @@ class Mirflickr25k(CrossModalBuilder):
         n = len(labels)
         sources = {"labels": LABEL_FILE, "tags": TAG_FILE}
 
-        if (manual_dir / ID_FILE).exists():
-            image_files = [s.strip() for s in common.read_lines(manual_dir / ID_FILE, "ids")]
-            common.check_count(manual_dir / ID_FILE, len(image_files), n)
-            sources["ids"] = ID_FILE
+        if (manual_dir / ID_LIST).exists():
+            image_files = [s.strip() for s in common.read_lines(manual_dir / ID_LIST, "ids")]
+            common.check_count(manual_dir / ID_LIST, len(image_files), n)
+            sources["ids"] = ID_LIST
         elif (manual_dir / NAMES_FILE).exists():
             names = common.ArraySource(manual_dir / NAMES_FILE, "FAll", "names").read()
             image_files = [str(np.asarray(v).reshape(-1)[0]).strip() for v in names.reshape(-1)]

@@ -1,8 +1,8 @@
 """Raw-image backbones behind one interface: images -> {"global": (n, C), "regions": (n, R, c)}.
 
 `build_backbone` makes any of them from a name and a local weights file; `BackboneInput` is the
-Keras layer ImgNet takes as its image input (frozen or fine-tuned); `extract_features` writes
-the global and region features of an image folder to an .npz for feature-mode training.
+Keras layer ImgNet takes as its image input (frozen or fine-tuned); cached.py holds a frozen
+backbone's outputs computed once (raw-image training), data/features.py runs one over files.
 """
 
 import dataclasses
@@ -147,9 +147,3 @@ def build_image_input(config, image_shape):
     backbone = build_backbone(config.backbone, config.backbone_weights, image_shape,
                               trainable=config.fine_tune)
     return BackboneInput(backbone, fine_tune=config.fine_tune, name="image_input")
-
-
-def extract_features(config):
-    """`main.py --mode=extract`: see udsph_tf.models.backbones.extract.extract_features."""
-    from udsph_tf.models.backbones.extract import extract_features as _extract
-    return _extract(config)

@@ -1,10 +1,10 @@
 """Build one TFDS config of mirflickr / mirflickr730 / nuswide / coco from manually downloaded files.
 
-    python scripts/build_tfds.py --dataset=mirflickr730 --manual_dir=../shared/data/mirflickr25k \
+    python tools/build_tfds.py --dataset=mirflickr730 --manual_dir=../shared/data/mirflickr25k \
         --data_dir=~/tensorflow_datasets
-    python scripts/build_tfds.py --dataset=mirflickr --config=vgg --split_seed=3 --manual_dir=DIR \
+    python tools/build_tfds.py --dataset=mirflickr --config=vgg --split_seed=3 --manual_dir=DIR \
         --data_dir=DIR
-    python scripts/build_tfds.py --dataset=mirflickr --list      # configs and their files
+    python tools/build_tfds.py --dataset=mirflickr --list      # configs and their files
 
 Then train from it: python main.py --dataset=mirflickr --data_source=tfds --tfds_data_dir=DIR
 """

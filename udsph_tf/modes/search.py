@@ -5,8 +5,9 @@
     python main.py --mode=search --workdir=runs/r1 --query_image_file=p.jpg \
         --backbone=efficientnet_lite0
 
-This module stays importable without TensorFlow: everything that runs an encoder (udsph_tf.export)
-is imported inside the functions.
+--backbone here names the CNN that turns --query_image_file into features (the extractor of the
+run's training features), never the run's network input, which comes from its record
+(run_identity.SEARCH_QUERY_FIELDS).
 """
 
 import dataclasses
@@ -16,10 +17,20 @@ import sys
 
 import numpy as np
 
+from udsph_tf import export, rundir, run_identity
+from udsph_tf.codes import pack_codes, to_codes
+from udsph_tf.config import Config, replace
+from udsph_tf.data import images as image_data
+from udsph_tf.data.splits import data_and_split
 from udsph_tf.errors import ConfigError, DataError, MissingFileError
-from udsph_tf.retrieval.packing import pack_codes
+from udsph_tf.models.backbones import build_backbone
+from udsph_tf.modes.export import load_run
 
 MAX_TAGS_SHOWN = 8
+
+
+def run(config):
+    return search(config)
 
 
 @dataclasses.dataclass
@@ -35,7 +46,9 @@ class SearchResult:
     database_size: int
 
 
-def _query_mode(config):
+def query_mode(config):
+    """Which query flag is given ("--query_tags", "--query_image_row", "--query_image_file");
+    exactly one must be."""
     # -1 is the flag's "not given"; any other negative row is a typo, not a missing query.
     if config.query_image_row < -1:
         raise ConfigError(f"--query_image_row={config.query_image_row}: out of range (rows "
@@ -91,8 +104,6 @@ def image_file_features(config, path, feature_shape):
             "a photo must first go through the same CNN: pass --backbone=efficientnet_lite0 "
             "(the extractor of mirflickr730's features) or the backbone your --image_file "
             "features came from (see --mode=extract)")
-    from udsph_tf.data import images as image_data
-    from udsph_tf.models.backbones import build_backbone
     backbone = build_backbone(config.backbone, config.backbone_weights)
     batch = image_data.load_image(path, image_data.ImageSpec(**backbone.preprocessing))
     features = backbone.model(batch, training=False)["global"].numpy().astype(np.float32)
@@ -103,10 +114,9 @@ def image_file_features(config, path, feature_shape):
     return features
 
 
-def _encoders_and_databases(config, run_cfg, data, split, run_name):
+def encoders_and_databases(config, run_cfg, data, split, run_name):
     """Exported encoders + their databases when the run was exported, else the checkpoint's
     encoders with databases cached in the workdir. Returns (encoders, db_dir)."""
-    from udsph_tf import export, run_identity
     try:
         found = export.latest_export(config.export_dir, run_name, config.export_version)
     except FileNotFoundError as err:
@@ -123,7 +133,7 @@ def _encoders_and_databases(config, run_cfg, data, split, run_name):
         encoders.description = f"exported version {version} ({os.path.dirname(image_dir)})"
         return encoders, db_dir
     try:
-        run = export.load_run(run_cfg, data, split)
+        run = load_run(run_cfg, data, split)
     except MissingFileError as err:
         raise MissingFileError(
             f"--workdir={run_cfg.workdir}: nothing to search with: no export of run "
@@ -133,12 +143,11 @@ def _encoders_and_databases(config, run_cfg, data, split, run_name):
     run_id = (run_identity.read_record(run_cfg.workdir) or {}).get("run_id")
     if run_id:  # the codes cache of a retrained workdir must not match the earlier training's
         encoders.source += f" run {run_id[:12]}"
-    return encoders, os.path.join(run_cfg.workdir, "codes")
+    return encoders, rundir.path(run_cfg.workdir, rundir.CODES_DIR)
 
 
 def _export_command(config, run_cfg):
     """The --mode=export command that refreshes this run's export (without --run_name)."""
-    from udsph_tf.config import Config
     command = f"python main.py --mode=export --workdir={run_cfg.workdir}"
     if config.export_dir != Config().export_dir:
         command += f" --export_dir={config.export_dir}"
@@ -147,24 +156,19 @@ def _export_command(config, run_cfg):
 
 def search(config, data=None, split=None, out=None):
     """Run one query and print the ranked database items; returns a SearchResult."""
-    from udsph_tf import export
-    from udsph_tf.config import Config, replace
     out = out or sys.stdout
-    mode = _query_mode(config)
+    mode = query_mode(config)
     if config.top_k < 1:
         raise ConfigError(f"--top_k must be >= 1, got {config.top_k}")
     # --backbone(_weights) here name the photo's feature extractor, never the run's network
     # input (main.py leaves them out of its check against the run's record).
-    run_cfg = export.run_config(replace(config, backbone=Config().backbone,
-                                        backbone_weights=Config().backbone_weights))
-    if data is None or split is None:
-        from udsph_tf.data import load_dataset_from_config, split_from_config
-        data = data if data is not None else load_dataset_from_config(run_cfg)
-        split = split if split is not None else split_from_config(run_cfg, data)
+    run_cfg = run_identity.resolve(replace(config, backbone=Config().backbone,
+                                           backbone_weights=Config().backbone_weights))
+    data, split = data_and_split(run_cfg, data, split)
     if data.images is None:
         raise export.raw_image_run_error(data.name, "search")
     run_name = export.run_name_of(run_cfg)
-    encoders, db_dir = _encoders_and_databases(config, run_cfg, data, split, run_name)
+    encoders, db_dir = encoders_and_databases(config, run_cfg, data, split, run_name)
     rows = split.database_idx
 
     if mode == "--query_tags":
@@ -190,7 +194,7 @@ def search(config, data=None, split=None, out=None):
     db, _ = export.cached_database(os.path.join(db_dir, f"{db_modality}.npz"), encoders, data,
                                    rows, db_modality, run_name, run_cfg.bits)
     hashes = encoders.hash(query_modality, x)
-    q_packed = pack_codes(np.where(hashes >= 0, 1, -1).astype(np.int8))
+    q_packed = pack_codes(to_codes(hashes))
     index = db.index(backend=config.search_backend)
     positions, distances = index.search(q_packed, config.top_k)
     positions, distances = positions[0], distances[0]

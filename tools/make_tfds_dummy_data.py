@@ -1,6 +1,6 @@
 """Write the small fake release files the TFDS builder tests read (generated, never committed).
 
-    python scripts/make_tfds_dummy_data.py --out /tmp/dummy_data   # the tests call write_all()
+    python tools/make_tfds_dummy_data.py --out /tmp/dummy_data   # the tests call write_all()
 
 They carry the real releases' file names, so they are made at test time rather than committed
 (a committed copy would look like a copy of ../shared/data).

@@ -10,7 +10,7 @@ docker) exercise the REST formats against a real export:
   GET /v1/models/NAME[/versions/V][/metadata]  model status / signature metadata.
 A malformed request of any kind gets a 4xx with a JSON error body; the connection is never
 dropped (tests fuzz it with random and hostile bodies).
-Run it: python -m udsph_tf.export.rest --model_config_file=export/RUN/models.config --port=8501
+Run it: python -m tools.rest --model_config_file=export/RUN/models.config --port=8501
 """
 
 import base64

@@ -1,4 +1,9 @@
-"""Pack +-1 hash codes into bytes (np.packbits big-endian bit order) and back."""
+"""The +-1 hash code format, once: sign -> codes, byte packing (one bit layout), words.
+
+numpy only and no other project import: evaluation, retrieval, training and export all use it.
+"""
+
+import os
 
 import numpy as np
 
@@ -8,6 +13,12 @@ import numpy as np
 # The Hamming distance does not depend on the bit order as long as queries and database use
 # the same one; FAISS's own helpers (faiss.pack_bitstrings, real_to_binary) put the first
 # bit in the least significant position, so never mix codes packed by them with ours.
+
+
+def to_codes(h):
+    """Real-valued hash outputs -> int8 +-1 codes; 0 goes to +1 (sign() would give 0, which
+    is no code). The same rule in-graph: udsph_tf.models.encoding.sign_codes."""
+    return np.where(np.asarray(h) >= 0, 1, -1).astype(np.int8)
 
 
 def _check_bits(bits):
@@ -65,6 +76,13 @@ def check_packed(packed, bits=None, name="packed codes"):
     return packed
 
 
+def pack_words(bits):
+    """A bool matrix (n, m), e.g. `codes > 0` or 0/1 labels, -> word-major (W, n) words: the
+    bytes of np.packbits (the layout of pack_codes; m need not be a multiple of 8, padding
+    bits are 0) grouped as as_words groups them."""
+    return as_words(np.packbits(np.asarray(bits, dtype=bool), axis=1, bitorder="big"))
+
+
 def as_words(packed):
     """Packed bytes (n, B) -> word-major (W, n) unsigned words for XOR + popcount.
 
@@ -87,3 +105,12 @@ def as_words(packed):
         packed = padded
     words = np.ascontiguousarray(packed).view(dtype)  # (n, W)
     return np.ascontiguousarray(words.T)
+
+
+def default_num_threads():
+    """Worker threads of the numpy Hamming work (ranking for MAP, search): the CPUs this
+    process may use (the numpy calls release the GIL)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
