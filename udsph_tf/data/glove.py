@@ -40,6 +40,11 @@ def glove_files() -> Tuple[pathlib.Path, pathlib.Path]:
     return paths
 
 
+def clear_cache():
+    """Forget the parsed word index (the next call re-reads the installed package)."""
+    _word_index.cache_clear()
+
+
 @functools.lru_cache(maxsize=1)
 def _word_index() -> Dict[str, int]:
     """word -> row of the vector file, parsed once per process (~0.5 s, 400,000 words)."""

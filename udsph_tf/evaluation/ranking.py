@@ -7,10 +7,12 @@ import numpy as np
 
 from udsph_tf.codes import default_num_threads, pack_words
 
-try:  # the C counting sort behind scipy.sparse COO->CSR (scipy is pinned in setup.cfg)
-    from scipy.sparse._sparsetools import coo_tocsr as _coo_tocsr
+# The C counting sort behind scipy.sparse COO->CSR (scipy is pinned in setup.cfg); None (another
+# scipy layout, or set so by a test) selects the numpy fallback of counting_sort.
+try:
+    from scipy.sparse._sparsetools import coo_tocsr as scipy_coo_tocsr
 except ImportError:  # pragma: no cover - another scipy layout: the numpy fallback below
-    _coo_tocsr = None
+    scipy_coo_tocsr = None
 
 # Bytes for the per-chunk query x database buffers of all threads together (12-16 bytes per
 # query x item). `python bench/bench_map.py --budgets 2 4 8 16 32`: 4-8 MiB (9-19 queries per
@@ -37,7 +39,7 @@ class PackedSet:
         self.label_words = pack_words(labels)
 
     def cell_bytes(self):
-        """Bytes of chunk buffers per (query, database item) pair, see _Buffers."""
+        """Bytes of chunk buffers per (query, database item) pair, see ChunkBuffers."""
         # words (XOR, AND, then the sort's unused column output), popcount, rel, tmp_rel,
         # group, ranked rel
         return _word_bytes(self) + 1 + 1 + 1 + 4 + 1
@@ -57,7 +59,7 @@ def chunk_size(db, memory_budget=DEFAULT_MEMORY_BUDGET):
 
 
 
-class _Buffers:
+class ChunkBuffers:
     """One worker's chunk buffers, reused across chunks (fresh multi-megabyte arrays would
     page-fault on every chunk)."""
 
@@ -109,10 +111,10 @@ def counting_sort(group, rel, n_groups, buf):
     counting pass and one scatter pass, O(items + groups), no comparison sort at all."""
     n, flat, flat_rel = group.size, group.reshape(-1), rel.reshape(-1)
     starts, ranked = buf.group_starts[:n_groups + 1], buf.ranked_rel[:n]
-    if _coo_tocsr is not None:
+    if scipy_coo_tocsr is not None:
         # Its column input/output carry nothing we need: the group array (already being read)
         # goes in, and the spent XOR/AND words buffer takes the output.
-        _coo_tocsr(n_groups, 1, n, flat, flat, flat_rel, starts,
+        scipy_coo_tocsr(n_groups, 1, n, flat, flat, flat_rel, starts,
                    buf.words[:4 * n].view(np.int32), ranked)
     else:  # same result from numpy alone, slower (int32 keys are not radix-sorted)
         np.take(flat_rel, np.argsort(flat, kind="stable"), out=ranked)
@@ -172,7 +174,7 @@ def _work(q, db, chunks, rows, *, positions, top_k, n_values, out):
     """Chunks of queries (i0, i1) from the queue until it is empty: one counting sort per chunk,
     then a few vector operations per query on the positions of its relevant items."""
     nb, n = db.bits + 1, db.n
-    buf = _Buffers(rows, db)
+    buf = ChunkBuffers(rows, db)
     so_far = np.arange(1, n + 1, dtype=np.float64)  # relevant items so far, at each relevant item
     ranks, quotient = np.empty(n), np.empty(n)
     while True:

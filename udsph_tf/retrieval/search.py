@@ -222,7 +222,7 @@ class HammingIndex:
     """
 
     def __init__(self, searcher, backend, bits, ids=None):
-        self._searcher = searcher
+        self.searcher = searcher
         self.backend = backend
         self.bits = bits
         self.ids = ids
@@ -257,10 +257,10 @@ class HammingIndex:
 
     @property
     def exact(self):
-        return self._searcher.exact
+        return self.searcher.exact
 
     def __len__(self):
-        return self._searcher.n
+        return self.searcher.n
 
     def search(self, query_packed, k):
         """(positions int64 (q, k'), distances int32 (q, k')), k' = min(k, len(self)).
@@ -270,7 +270,7 @@ class HammingIndex:
         distance bits + 1 (FAISS convention kept, so shapes stay (q, k')).
         """
         query_packed = check_packed(query_packed, self.bits, name="query codes")
-        return self._searcher.search(query_packed, k)
+        return self.searcher.search(query_packed, k)
 
     def to_ids(self, positions):
         """Database positions -> ids given at build (positions themselves when none)."""
