@@ -159,7 +159,7 @@ def budget_sweep(a, pool, rng, threads, scales):
 def stage_profile(a, pool, rng, scales):
     """The steps of ranking._work (ties='index'), re-run one by one on one thread with
     perf_counter around each step, to show where the time goes (ns per query x item)."""
-    from udsph_tf.evaluation.ranking import _Buffers, counting_sort, _fill_chunk
+    from udsph_tf.evaluation.ranking import ChunkBuffers, counting_sort, _fill_chunk
     clock = time.perf_counter
     names = ["fill (xor/popcount/and/group)", "counting sort (C, one per chunk)",
              "flatnonzero", "histograms", "AP sums (per query)"]
@@ -169,7 +169,7 @@ def stage_profile(a, pool, rng, scales):
             q, d, ql, dl = make_case(rng, pool, nq, nd, bits)
             qs, db = PackedSet(q, ql), PackedSet(d, dl)
             rows, nb = chunk_size(db, DEFAULT_MEMORY_BUDGET / default_num_threads()), bits + 1
-            buf = _Buffers(rows, db)
+            buf = ChunkBuffers(rows, db)
             so_far, ranks = np.arange(1, nd + 1, dtype=np.float64), np.empty(nd)
             spent = np.zeros(len(names))
             for i0 in range(0, nq, rows):
