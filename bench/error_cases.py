@@ -204,24 +204,12 @@ def _(tmp):
 
 # --- flags ------------------------------------------------------------------------------------
 
-@case("--bits=abc", "--bits=abc")
-def _(tmp):
-    return _custom(tmp) + ["--bits=abc"]
-
-
-@case("--batch_size=0", "--batch_size")
-def _(tmp):
-    return _custom(tmp) + ["--batch_size=0"]
-
-
-@case("unknown flag --bitz=3", "--bitz")
-def _(tmp):
-    return _custom(tmp) + ["--bitz=3"]
-
-
-@case("--mode=bogus", "--mode=bogus")
-def _(tmp):
-    return _custom(tmp) + ["--mode=bogus"]
+# (name, what the error line should name, the bad flag added to the good data set's flags)
+for _name, _expect, _flag in (("--bits=abc", "--bits=abc", "--bits=abc"),
+                              ("--batch_size=0", "--batch_size", "--batch_size=0"),
+                              ("unknown flag --bitz=3", "--bitz", "--bitz=3"),
+                              ("--mode=bogus", "--mode=bogus", "--mode=bogus")):
+    case(_name, _expect)(lambda tmp, flag=_flag: _custom(tmp) + [flag])
 
 
 @case("missing --flagfile", "--flagfile")

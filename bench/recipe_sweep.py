@@ -124,7 +124,8 @@ def typed(base, fields):
     for key, value in fields.items():
         current = getattr(base, key)
         if isinstance(current, bool):
-            out[key] = value if isinstance(value, bool) else str(value).lower() in ("1", "true")
+            out[key] = (value if isinstance(value, bool)
+                        else str(value).lower() in ("1", "true", "yes"))
         else:
             out[key] = type(current)(value)
     return out

@@ -19,6 +19,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from recipe_sweep import typed  # noqa: E402  (a Config field from its text, one rule)
 
 VARIANTS = {
     "UDSPH": {},
@@ -73,9 +74,7 @@ def main():
     extra = _parse_set(args.set)
     base = Config(dataset=args.dataset, data_dir=args.data_dir if args.dataset != "default"
                   else "", epochs=args.epochs, progress=False)
-    typed = {k: type(getattr(base, k))(v) if not isinstance(getattr(base, k), bool)
-             else v.lower() in ("1", "true", "yes") for k, v in extra.items()}
-    base = replace(base, **typed)
+    base = replace(base, **typed(base, extra))
     runs = []
     names = list(VARIANTS)
     done = {}

@@ -197,18 +197,25 @@ class TrainSteps:
     def _disc_replica(self, batch):
         images, tags, labels, index = self._batch(batch)
         m = self.models
-        real = tf.stop_gradient(m["labnet"](labels, training=False)["feature"])
+        real = self._real_features(labels)
         fake_v = tf.stop_gradient(m["imgnet"](images, training=False)["feature"])
         fake_t = tf.stop_gradient(m["txtnet"](tags, training=False)["feature"])
         with tf.GradientTape() as tape:
-            d_img = L.discriminator_loss(m["disc_img"](real, training=True),
-                                         m["disc_img"](fake_v, training=True))
-            d_txt = L.discriminator_loss(m["disc_txt"](real, training=True),
-                                         m["disc_txt"](fake_t, training=True))
+            d_img = self._disc_loss("img", real, fake_v)
+            d_txt = self._disc_loss("txt", real, fake_t)
             comps = {"disc_img": d_img, "disc_txt": d_txt, "total": d_img + d_txt}
             loss = scale_to_global(comps["total"], self.global_batch_size)
         self._apply("disc", tape, loss)
         return {"logs": self._finish(comps), "index": index, "updates": {}}
+
+    def _real_features(self, labels):
+        """The discriminators' 'real' side: LabNet's features of the batch (no gradient)."""
+        return tf.stop_gradient(_float32(self.models["labnet"](labels, training=False))["feature"])
+
+    def _disc_loss(self, modality, real, fake):
+        """Per-anchor loss of the modality's discriminator on real vs fake features."""
+        disc = self.models[f"disc_{modality}"]
+        return L.discriminator_loss(disc(real, training=True), disc(fake, training=True))
 
     def _imgnet_replica(self, batch):
         return self._modality_replica(batch, "img")
@@ -279,12 +286,10 @@ class TrainSteps:
     def _disc_step_on(self, modality, labels, fake_features):
         """One discriminator step on this batch (--disc_schedule=step): LabNet's features of
         the batch are real, the modality's (before its update) fake."""
-        m = self.models
-        disc = m["disc_img" if modality == "img" else "disc_txt"]
-        real = tf.stop_gradient(_float32(m["labnet"](labels, training=False))["feature"])
+        real = self._real_features(labels)
         fake = tf.stop_gradient(fake_features)
         with tf.GradientTape() as tape:
-            per_anchor = L.discriminator_loss(disc(real, training=True), disc(fake, training=True))
+            per_anchor = self._disc_loss(modality, real, fake)
             loss = scale_to_global(per_anchor, self.global_batch_size)
         self._apply("disc", tape, loss)  # the other discriminator gets no gradient: skipped
         return per_anchor

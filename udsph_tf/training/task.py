@@ -18,7 +18,8 @@ from udsph_tf.models import build_models, resolve_input_spec
 from udsph_tf.models.backbones.cached import CachedBackboneInput
 from udsph_tf.models.encoding import Encoder, sign_codes
 from udsph_tf.training import schedule
-from udsph_tf.training.steps import TrainSteps, precision_policy
+from udsph_tf.training.steps import (LAB_BUFFERS, MODALITY_BUFFERS, TrainSteps,
+                                     precision_policy)
 from udsph_tf.training.strategy import num_workers
 
 RAW_ENCODE_BATCH = 32  # a CNN on 1024 photos at once would need GBs of activations
@@ -114,7 +115,7 @@ class Task:
                     opt = keras.optimizers.LossScaleOptimizer(opt, name=f"scaled_{net}")
                 self.optimizers[net] = opt
             n, k, f = self.n_train, c.bits, c.feature_dim
-            names = ["img_F", "img_H", "txt_F", "txt_H"] + (["lab_F", "lab_H"] if c.label_net else [])
+            names = MODALITY_BUFFERS + (LAB_BUFFERS if c.label_net else ())
             self.buffers = {name: tf.Variable(tf.zeros([n, f if name.endswith("F") else k]),
                                               trainable=False, name=name) for name in names}
             self.buffers["B"] = tf.Variable(tf.ones([n, k]), trainable=False, name="B")
