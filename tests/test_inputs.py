@@ -46,9 +46,11 @@ def test_auto_text_encoder_rule(text, expected):
 
 def test_input_spec_defaults():
     spec = resolve_input_spec(Config(), np.random.default_rng(0).normal(size=(10, 4)))
-    assert spec == {"image_norm": "standard", "text_encoder": "dense", "text_norm": "standard"}
+    hold = {"hold_constant_columns": Config().hold_constant_columns}
+    assert spec == {"image_norm": "standard", "text_encoder": "dense", "text_norm": "standard",
+                    **hold}
     spec = resolve_input_spec(replace(Config(), image_norm="none"), np.eye(4))
-    assert spec == {"image_norm": "none", "text_encoder": "bow", "text_norm": "none"}
+    assert spec == {"image_norm": "none", "text_encoder": "bow", "text_norm": "none", **hold}
 
 
 def test_dense_text_network_takes_negative_values_and_gives_one_token():
@@ -64,3 +66,28 @@ def test_dense_text_network_takes_negative_values_and_gives_one_token():
     att = models["attention"](models["imgnet"](np.ones((4, 6), np.float32))["regions"],
                               out["tokens"], out["token_mask"])
     assert att.shape == (4, 5) and np.isfinite(att.numpy()).all()
+
+
+def test_hold_constant_columns_holds_unseen_tags_at_their_training_value():
+    train = np.array([[1, 0, 0, 1], [0, 1, 0, 1], [1, 1, 0, 1]], np.float32)
+    norm = InputNormalizer("none", 4, hold_constant=True).fit(train)
+    # Column 2 (a tag no training row has) is held at 0, column 3 (always 1) at 1.
+    np.testing.assert_array_equal(np.asarray(norm(np.array([[1, 0, 1, 0]], np.float32))),
+                                  [[1, 0, 0, 1]])
+    z = InputNormalizer("standard", 4, hold_constant=True).fit(train)
+    held = np.asarray(z(np.array([[1, 0, 5, 7]], np.float32)))
+    np.testing.assert_allclose(held[0, 2:], [0, 0], atol=1e-6)  # training value -> 0 after z
+
+    config = replace(Config(), bits=8, hold_constant_columns=True, text_encoder="bow",
+                     txtnet_hidden=16, feature_dim=8, labnet_hidden=16, imgnet_hidden=16)
+    spec = resolve_input_spec(config, train)
+    assert spec["hold_constant_columns"] and spec["text_norm"] == "none"
+    txtnet = build_models(config, (6,), 4, 3, spec)["txtnet"]
+    txtnet.normalizer.fit(train)
+    seen, with_unseen = train[:1], train[:1] + np.array([[0, 0, 1, 0]], np.float32)
+    a, b = txtnet(seen), txtnet(with_unseen)
+    np.testing.assert_allclose(np.asarray(a["hash"]), np.asarray(b["hash"]), atol=1e-6)
+    assert int(np.asarray(b["token_mask"]).sum()) == int(np.asarray(a["token_mask"]).sum())
+    # Off (the default): the unseen tag reaches the network.
+    plain = build_models(replace(config, hold_constant_columns=False), (6,), 4, 3)["txtnet"]
+    assert plain.normalizer is None

@@ -23,6 +23,20 @@ def test_similarity_hand_case():
     assert losses.similarity(la, lb).dtype == tf.float32
 
 
+def test_cosine_similarity_is_graded_and_equals_binary_on_single_labels():
+    la = tf.constant([[1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]], tf.float32)
+    lb = tf.constant([[1, 0, 0, 0], [1, 1, 0, 0], [0, 1, 1, 1]], tf.float32)
+    # Hand values: cos = shared / sqrt(|a| |b|); an all-zero row gives 0, never NaN.
+    expected = [[1 / math.sqrt(2), 1.0, 1 / math.sqrt(6)], [0.0, 0.0, 1 / math.sqrt(3)],
+                [0.0, 0.0, 0.0]]
+    np.testing.assert_allclose(losses.similarity(la, lb, "cosine").numpy(), expected, atol=1e-6)
+    one_hot = tf.one_hot([0, 2, 1, 2, 0], 3)
+    np.testing.assert_array_equal(losses.similarity(one_hot, one_hot, "cosine").numpy(),
+                                  losses.similarity(one_hot, one_hot).numpy())
+    with pytest.raises(ValueError, match="similarity must be one of"):
+        losses.similarity(la, lb, "jaccard")
+
+
 def test_pairwise_likelihood_exact_2x2():
     got = losses.pairwise_nll(X2, Y2, S2).numpy()
     # row 0: (log(1+e) - 1) + log 2; row 1: log 2 + (log(1+e^-1) + 1); mean over 2 columns.

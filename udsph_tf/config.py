@@ -117,6 +117,10 @@ class Config:
                             "standard, l2, l2_standard; auto = standard for dense text, none "
                             "for a bag of words.", ["auto", "none", "standard", "l2",
                                                     "l2_standard"])
+    hold_constant_columns: bool = _field(False, "Hold each input column that is constant on "
+                                         "the training rows (a tag no training text has) at "
+                                         "its training value: its first-layer weights were "
+                                         "never trained, so other values only add noise.")
     batch_norm: bool = _field(False, "Batch normalisation on the hidden layer of ImgNet and "
                               "TxtNet.")
 
@@ -134,6 +138,10 @@ class Config:
                           "ahead of 1.0 and of no adversary on validation MAP over MIRFlickr-730 "
                           "and four single-label draws (docs/training.md, Recipe).")
     mu: float = _field(1.0, "Weight of the attention (local semantic correlation) loss.")
+    similarity: str = _field("binary", "Pair target S of the pairwise terms: binary (1 when two "
+                             "items share a label: SSAH) or cosine (the cosine of their label "
+                             "rows, graded; equal to binary on single-label data).",
+                             ["binary", "cosine"])
     pairwise_form: str = _field("likelihood", "Pairwise term: the negative log-likelihood, or "
                                 "the squared error of SSAH's released code (option only).",
                                 ["likelihood", "ssah_squared"])

@@ -16,11 +16,23 @@ PAIRWISE_FORMS = ("likelihood", "ssah_squared")
 _CONFIG_DEFAULTS = Config()  # the weights' defaults are the flags' (written once, in config.py)
 
 
-def similarity(labels_a, labels_b):
-    """S (n_a, n_b) float32: 1 where two label rows share at least one label, else 0."""
+SIMILARITIES = ("binary", "cosine")
+
+
+def similarity(labels_a, labels_b, kind="binary"):
+    """S (n_a, n_b) float32 in [0, 1]. binary: 1 where two label rows share at least one label,
+    else 0. cosine: the cosine of the two label rows, a graded S that ranks pairs sharing more
+    labels above pairs sharing fewer; on single-label data it equals binary exactly."""
     a = tf.cast(labels_a, tf.float32)
     b = tf.cast(labels_b, tf.float32)
-    return tf.cast(tf.matmul(a, b, transpose_b=True) > 0, tf.float32)
+    shared = tf.matmul(a, b, transpose_b=True)
+    if kind == "binary":
+        return tf.cast(shared > 0, tf.float32)
+    if kind == "cosine":
+        norms = tf.sqrt(tf.reduce_sum(a, 1))[:, None] * tf.sqrt(tf.reduce_sum(b, 1))[None, :]
+        # Rows are 0/1, so |l|^2 = sum(l); min(., 1) drops rounding above 1 on equal rows.
+        return tf.minimum(tf.math.divide_no_nan(shared, norms), 1.0)
+    raise ValueError(f"similarity must be one of {SIMILARITIES}, got {kind!r}")
 
 
 def _pairwise_from_theta(theta, s, form):

@@ -28,7 +28,8 @@ def resolve_input_spec(config, train_tags=None):
     image_norm = resolve_image_norm(config.image_norm) if config.backbone == "features" \
         else "none"
     return {"image_norm": image_norm, "text_encoder": encoder,
-            "text_norm": resolve_text_norm(config.text_norm, encoder)}
+            "text_norm": resolve_text_norm(config.text_norm, encoder),
+            "hold_constant_columns": bool(config.hold_constant_columns)}
 
 
 def build_models(config, image_shape, tag_dim, num_labels, input_spec=None, image_input=None):
@@ -49,10 +50,13 @@ def build_models(config, image_shape, tag_dim, num_labels, input_spec=None, imag
         raise ValueError(f"tag_dim and num_labels must be positive, got {tag_dim}, {num_labels}")
     spec = input_spec or resolve_input_spec(config)
     region_dim = config.region_dim or None
-    image_norm = (InputNormalizer(spec["image_norm"], image_shape[-1], name="image_norm")
-                  if spec["image_norm"] != "none" else None)
-    text_norm = (InputNormalizer(spec["text_norm"], tag_dim, name="text_norm")
-                 if spec["text_norm"] != "none" else None)
+    hold = bool(spec.get("hold_constant_columns", False))
+    image_norm = (InputNormalizer(spec["image_norm"], image_shape[-1], hold_constant=hold,
+                                  name="image_norm")
+                  if spec["image_norm"] != "none" else None)  # feature inputs only
+    text_norm = (InputNormalizer(spec["text_norm"], tag_dim, hold_constant=hold,
+                                 name="text_norm")
+                 if spec["text_norm"] != "none" or hold else None)
     imgnet = ImgNet(config.bits, num_labels, hidden=config.imgnet_hidden,
                     feature_dim=config.feature_dim, dropout=config.dropout,
                     region_dim=region_dim,

@@ -25,7 +25,7 @@ class InputNormalizer(keras.layers.Layer):
     (rank-3 region inputs pool their regions); constant columns keep std 1, so they map to 0.
     """
 
-    def __init__(self, mode, dim, **kwargs):
+    def __init__(self, mode, dim, hold_constant=False, **kwargs):
         super().__init__(**kwargs)
         if mode not in NORMS:
             raise ValueError(f"normalisation must be one of {NORMS}, got {mode!r}")
@@ -34,6 +34,15 @@ class InputNormalizer(keras.layers.Layer):
                                     name="mean")
         self.std = self.add_weight(shape=(self.dim,), initializer="ones", trainable=False,
                                    name="std")
+        # --hold_constant_columns: a column constant on the training rows (a tag no training
+        # text has) gave its first-layer weights no gradient, so any other value at test time
+        # only adds untrained weights to the hidden layer; it is held at its training value.
+        self.hold_constant = bool(hold_constant)
+        if self.hold_constant:
+            self.varies = self.add_weight(shape=(self.dim,), initializer="ones",
+                                          trainable=False, name="varies")
+            self.fill = self.add_weight(shape=(self.dim,), initializer="zeros",
+                                        trainable=False, name="fill")
 
     def _pre(self, x, l2):
         return l2(x) if self.mode in ("l2", "l2_standard") else x
@@ -44,6 +53,10 @@ class InputNormalizer(keras.layers.Layer):
         if x.shape[-1] != self.dim:
             raise ValueError(f"normaliser built for width {self.dim}, got rows of shape "
                              f"{x.shape[1:]}")
+        if self.hold_constant:
+            flat = x.reshape(-1, self.dim)
+            self.varies.assign((flat.max(0) > flat.min(0)).astype(np.float32))
+            self.fill.assign(flat[0].astype(np.float32))  # the constant, where it is one
         if self.mode in ("standard", "l2_standard"):
             z = self._pre(x, _l2_rows).reshape(-1, self.dim)
             std = z.std(0)
@@ -51,10 +64,17 @@ class InputNormalizer(keras.layers.Layer):
             self.std.assign(np.where(std > _EPS, std, 1.0).astype(np.float32))
         return self
 
+    def hold(self, x):
+        """x with the columns constant on the training rows set to their training value."""
+        if not self.hold_constant:
+            return x
+        varies = tf.cast(self.varies, x.dtype)
+        return x * varies + tf.cast(self.fill, x.dtype) * (1 - varies)
+
     def call(self, x):
         if self.mode == "none":
-            return x
-        x = tf.cast(x, tf.float32)
+            return self.hold(x)
+        x = self.hold(tf.cast(x, tf.float32))
         x = self._pre(x, lambda v: v / (tf.norm(v, axis=-1, keepdims=True) + _EPS))
         if self.mode == "l2":
             return x

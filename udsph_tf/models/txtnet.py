@@ -97,6 +97,7 @@ class TxtNet(keras.Model):
                              f"got shape {bow.shape}")
         words = bow  # tokens are the present tags of the raw bag of words
         if self.normalizer is not None:
+            words = self.normalizer.hold(bow)  # never a tag no training text had
             bow = tf.cast(self.normalizer(bow), self.compute_dtype)
         x = self.fusion(bow) if self.fusion is not None else bow
         x = self.hidden(x, training=training)

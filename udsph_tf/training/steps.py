@@ -180,7 +180,7 @@ class TrainSteps:
     # --- per-replica steps ---------------------------------------------------------------
     def _labnet_replica(self, batch):
         _, _, labels, index = self._batch(batch)
-        s = L.similarity(labels, self.train_labels)
+        s = L.similarity(labels, self.train_labels, self.config.similarity)
         with tf.GradientTape() as tape:
             out = _float32(self.models["labnet"](labels, training=True))
             b_rows = self._code_target("labnet", index, out["hash"])
@@ -228,7 +228,7 @@ class TrainSteps:
         m = self.models
         network = "imgnet" if modality == "img" else "txtnet"
         f_buf, h_buf = self._pair_targets(modality)
-        s = L.similarity(labels, self.train_labels)
+        s = L.similarity(labels, self.train_labels, self.config.similarity)
         other = "txt" if modality == "img" else "img"
         # The direct image<->text term (beside LabNet's); a DCMH-like run already compares
         # with the other modality through _pair_targets.
@@ -239,7 +239,8 @@ class TrainSteps:
             # The other modality's side of the GLOBAL batch (fixed in this step), so every
             # anchor has the same attention partners on N replicas as on one device.
             ctx = tf.distribute.get_replica_context()
-            att_s = L.similarity(labels, _all_gather(ctx, labels, axis=0))
+            att_s = L.similarity(labels, _all_gather(ctx, labels, axis=0),
+                                 self.config.similarity)
             if modality == "img":
                 t_out = _float32(m["txtnet"](tags, training=False))
                 tokens = _all_gather(ctx, tf.stop_gradient(t_out["tokens"]), axis=0)

@@ -1,0 +1,100 @@
+"""Where a trained run loses MAP: its test MAP with one side swapped for an oracle.
+
+    python bench/code_oracles.py --workdir runs/mirflickr730
+
+Reads the run's selected checkpoint (as --mode=eval does) and prints test MAP@all (index-ordered
+ties) of the query set against the database with:
+- the run's own codes (image->text, text->image: the reported figures);
+- LabNet's codes of the items' labels in place of one side (the label network sees the labels,
+  so it is the best the modality networks are taught to reach);
+- the real-valued tanh outputs instead of their signs (what quantisation costs);
+- the database split into training rows (seen in training) and the others.
+A side far below its LabNet oracle is the side to improve. Needs a run with a label network.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+
+def real_valued_map(query, database, query_labels, db_labels):
+    """MAP of ranking by the inner product of real-valued outputs (stable ties)."""
+    relevant = (query_labels @ db_labels.T) > 0
+    order = np.argsort(-(query @ database.T), axis=1, kind="stable")
+    aps = []
+    for i in range(len(query)):
+        hits = relevant[i][order[i]]
+        if hits.any():
+            ranks = np.flatnonzero(hits) + 1
+            aps.append(np.mean(np.arange(1, len(ranks) + 1) / ranks))
+    return float(np.mean(aps))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--workdir", required=True, help="a trained run directory")
+    args = p.parse_args()
+
+    import tensorflow as tf
+    from udsph_tf import run_identity
+    from udsph_tf.codes import to_codes
+    from udsph_tf.config import Config, replace
+    from udsph_tf.evaluation.metrics import mean_average_precision
+    from udsph_tf.modes.train import prepare_data
+    from udsph_tf.training.checkpointing import RunCheckpoint
+    from udsph_tf.training.strategy import make_strategy
+    from udsph_tf.training.task import Task
+
+    with open(os.path.join(args.workdir, "metrics.json")) as f:
+        recorded = json.load(f)["config"]
+    config = run_identity.evaluation_config(replace(Config(), **recorded))
+    if not config.label_net:
+        raise SystemExit(f"{args.workdir}: trained without a label network: no LabNet oracle")
+    data, split, raw = prepare_data(config, None, None, None)
+    task = Task(config, make_strategy(1), data, split, raw, training=False)
+    RunCheckpoint(args.workdir, task.models, {}, {}, split.seed, keep=1).restore_best()
+
+    q, db = split.query_idx, split.database_idx
+    ql, dl = data.labels[q], data.labels[db]
+    img_q, txt_q = task.encode(q)
+    img_db, txt_db = task.encode(db)
+
+    def labnet(labels):
+        return task.models["labnet"](tf.constant(labels, tf.float32), training=False)["hash"]
+
+    lab_q, lab_db = np.asarray(labnet(ql)), np.asarray(labnet(dl))
+    trained = np.isin(db, split.train_idx)
+
+    def hamming(a, b, rows=slice(None)):
+        return mean_average_precision(to_codes(a), to_codes(b[rows]), ql, dl[rows])
+
+    table = [
+        ("image -> text (the run)", hamming(img_q, txt_db)),
+        ("text -> image (the run)", hamming(txt_q, img_db)),
+        ("image -> LabNet codes of the database", hamming(img_q, lab_db)),
+        ("LabNet codes of the queries -> text", hamming(lab_q, txt_db)),
+        ("LabNet codes of the queries -> image", hamming(lab_q, img_db)),
+        ("LabNet -> LabNet", hamming(lab_q, lab_db)),
+        ("image -> text, real-valued outputs", real_valued_map(img_q, txt_db, ql, dl)),
+        ("text -> image, real-valued outputs", real_valued_map(txt_q, img_db, ql, dl)),
+        (f"LabNet -> text, {trained.sum()} training rows of the database",
+         hamming(lab_q, txt_db, trained)),
+        (f"LabNet -> text, {(~trained).sum()} other rows", hamming(lab_q, txt_db, ~trained)),
+        (f"LabNet -> image, {trained.sum()} training rows", hamming(lab_q, img_db, trained)),
+        (f"LabNet -> image, {(~trained).sum()} other rows", hamming(lab_q, img_db, ~trained)),
+    ]
+    print(f"{args.workdir}: {config.dataset}, {config.bits} bits, seed {config.seed}, "
+          f"{len(q)} queries, {len(db)} database items")
+    print("| query -> database | test MAP |\n|---|---|")
+    for name, value in table:
+        print(f"| {name} | {value:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
