@@ -90,15 +90,18 @@ class Config:
     adversarial: bool = _field(True, "Use the discriminators (off: no adversarial terms).")
     attention: str = _field("scan", "Cross-modal attention: scan (UDSPH) or none (SSAH).",
                             ["scan", "none"])
-    attention_dim: int = _field(256, "Common space of regions and word tokens.")
+    attention_dim: int = _field(256, "Common space of regions and word tokens: ImgNet's region "
+                                "and TxtNet's word projections map into it, so the attention "
+                                "loss trains both hashing networks.")
     attention_direction: str = _field("both", "SCAN direction(s).", ["both", "t2i", "i2t"])
     attention_pool: str = _field("lse", "Pooling of token/region similarities.", ["lse", "mean"])
     lambda_softmax: float = _field(9.0, "SCAN softmax temperature lambda_1.")
     lambda_lse: float = _field(6.0, "SCAN LogSumExp temperature lambda_2.")
     image_regions: int = _field(0, "Regions per image in the feature input; 0 = a global vector "
                                 "(one region).")
-    region_dim: int = _field(0, "Project image regions to this width before the attention; "
-                             "0 = pass the regions through unchanged.")
+    region_dim: int = _field(0, "Width of a per-region ReLU layer of ImgNet before its linear "
+                             "region projection into the attention space (attention_dim); 0 = "
+                             "the linear projection alone (SCAN's image fc layer).")
     max_tokens: int = _field(32, "Word tokens per text for the attention (present tags, most "
                              "weighted first).")
     token_dim: int = _field(300, "Width of the tag embeddings used as word tokens.")

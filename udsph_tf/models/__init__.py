@@ -31,7 +31,8 @@ def resolve_input_spec(config, train_tags=None):
             "text_norm": resolve_text_norm(config.text_norm, encoder)}
 
 
-def build_models(config, image_shape, tag_dim, num_labels, input_spec=None, image_input=None):
+def build_models(config, image_shape, tag_dim, num_labels, input_spec=None, image_input=None,
+                 word_vectors=None):
     """All networks of a run, built (variables created) by a call on a zero batch of 2.
 
     image_shape: one image input without the batch axis, (D,) or (R, d) features or (H, W, 3)
@@ -42,6 +43,12 @@ def build_models(config, image_shape, tag_dim, num_labels, input_spec=None, imag
     image_input: ImgNet's image input layer; None = the one config.backbone names
     (models/image_input.py); raw-image training on cached backbone outputs passes
     models/backbones/cached.CachedBackboneInput.
+    With the attention on, ImgNet owns the region projection and TxtNet the word projection
+    into the attention space (width config.attention_dim), so the attention loss trains both;
+    the attention layer itself has no variables.
+    word_vectors: None, or (vectors (tag_dim, config.token_dim), found (tag_dim,) bool) that
+    initialise TxtNet's tag embedding rows where found (--word_init=glove; made by the data
+    layer, since models read no files).
     """
     image_shape = tuple(int(s) for s in image_shape)
     tag_dim, num_labels = int(tag_dim), int(num_labels)
@@ -49,6 +56,8 @@ def build_models(config, image_shape, tag_dim, num_labels, input_spec=None, imag
         raise ValueError(f"tag_dim and num_labels must be positive, got {tag_dim}, {num_labels}")
     spec = input_spec or resolve_input_spec(config)
     region_dim = config.region_dim or None
+    attention_dim = config.attention_dim if config.attention != "none" else None
+    vectors, found = word_vectors if word_vectors is not None else (None, None)
     image_norm = (InputNormalizer(spec["image_norm"], image_shape[-1], name="image_norm")
                   if spec["image_norm"] != "none" else None)
     text_norm = (InputNormalizer(spec["text_norm"], tag_dim, name="text_norm")
@@ -57,12 +66,14 @@ def build_models(config, image_shape, tag_dim, num_labels, input_spec=None, imag
                     feature_dim=config.feature_dim, dropout=config.dropout,
                     region_dim=region_dim,
                     image_input=image_input or make_image_input(config, image_shape),
-                    normalizer=image_norm, batch_norm=config.batch_norm)
+                    normalizer=image_norm, batch_norm=config.batch_norm,
+                    attention_dim=attention_dim)
     txtnet = TxtNet(tag_dim, config.bits, num_labels, hidden=config.txtnet_hidden,
                     feature_dim=config.feature_dim, scales=tuple(config.txt_scale_list),
                     max_tokens=config.max_tokens, token_dim=config.token_dim,
                     dropout=config.dropout, encoder=spec["text_encoder"],
-                    normalizer=text_norm, batch_norm=config.batch_norm)
+                    normalizer=text_norm, batch_norm=config.batch_norm,
+                    attention_dim=attention_dim, word_vectors=vectors, word_found=found)
     images = np.zeros((2,) + image_shape, np.float32)
     tags = np.zeros((2, tag_dim), np.float32)
     img_out, txt_out = imgnet(images), txtnet(tags)
@@ -84,7 +95,7 @@ def build_models(config, image_shape, tag_dim, num_labels, input_spec=None, imag
             img_out["regions"].shape[-1], txt_out["tokens"].shape[-1],
             dim=config.attention_dim, lambda_softmax=config.lambda_softmax,
             lambda_lse=config.lambda_lse, pool=config.attention_pool,
-            direction=config.attention_direction, name="attention")
+            direction=config.attention_direction, project=False, name="attention")
         attention(img_out["regions"], txt_out["tokens"], txt_out["token_mask"])
         models["attention"] = attention
     return models
