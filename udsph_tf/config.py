@@ -99,6 +99,11 @@ class Config:
     lambda_lse: float = _field(6.0, "SCAN LogSumExp temperature lambda_2.")
     image_regions: int = _field(0, "Regions per image in the feature input; 0 = a global vector "
                                 "(one region).")
+    region_grid: int = _field(0, "mirflickr730: image regions for the attention, the g x g "
+                              "grid (1..7) of EfficientNet-Lite0's 7x7 head map of each photo "
+                              "(data/regions.py; computed once, cached in ~/.cache/udsph_tf), "
+                              "with the global feature as an extra last row that alone feeds "
+                              "ImgNet's hash path; 0 = the global feature only (one region).")
     region_dim: int = _field(0, "Width of a per-region ReLU layer of ImgNet before its linear "
                              "region projection into the attention space (attention_dim); 0 = "
                              "the linear projection alone (SCAN's image fc layer).")
