@@ -6,7 +6,8 @@ import tensorflow as tf
 
 from udsph_tf.training.schedule import epoch_phases, learning_rate, data_seed
 from udsph_tf.training.steps import scale_to_global
-from udsph_tf.training.testing import shared_strategy, tiny_config, tiny_data, tiny_split
+from udsph_tf.training.testing import (shared_strategy, tiny_config, tiny_data, tiny_region_data,
+                                      tiny_split)
 from udsph_tf.modes.train import make_trainer
 
 GLOBAL_BATCH = 16
@@ -189,12 +190,7 @@ def test_disc_schedule_step_trains_that_modality_discriminator_in_its_step(tmp_p
 def test_attention_step_on_regions_trains_the_region_and_word_projections(tmp_path):
     # Region features (R = 4 cells + the global row, as --region_grid gives them): the image
     # step moves ImgNet's region projection and the text step TxtNet's word projection.
-    import dataclasses
-    base = tiny_data()
-    rng = np.random.default_rng(5)
-    cells = base.images[:, None, :] + 0.5 * rng.standard_normal((len(base.images), 4, 16))
-    data = dataclasses.replace(base, images=np.concatenate(
-        [cells, base.images[:, None, :]], axis=1).astype(np.float32))
+    data = tiny_region_data(grid=2)
     config = tiny_config(tmp_path, batch_size=GLOBAL_BATCH, region_grid=2, adversarial=False)
     task = make_trainer(config, strategy=shared_strategy(1), data=data,
                         split=tiny_split()).task
