@@ -13,9 +13,10 @@ from udsph_tf.models.txtnet import TxtNet
 
 __all__ = ["LabNet", "ImgNet", "TxtNet", "Discriminator", "CrossModalAttention",
            "FeatureInput", "make_image_input", "build_models", "resolve_input_spec",
-           "InputNormalizer", "MODEL_NAMES"]
+           "InputNormalizer", "MODEL_NAMES", "attention_mode", "ATTENTION_SKIPPED"]
 
 MODEL_NAMES = ("labnet", "imgnet", "txtnet", "disc_img", "disc_txt", "attention")
+ATTENTION_SKIPPED = "skipped (dense text: no word tokens)"
 
 def resolve_input_spec(config, train_tags=None):
     """The resolved input handling of a run: {"image_norm", "text_encoder", "text_norm"}.
@@ -31,6 +32,21 @@ def resolve_input_spec(config, train_tags=None):
             "text_norm": resolve_text_norm(config.text_norm, encoder)}
 
 
+def attention_mode(config, input_spec):
+    """What the cross-modal attention does in a run: "scan", "none" (--attention=none) or
+    ATTENTION_SKIPPED.
+
+    Dense text (--text_encoder=dense: topic proportions, mean word vectors) has no words. As
+    one token its i2t softmax is over a single token (identically 1) and SCAN's clipped l2 norm
+    over that length-1 axis turns every t2i cosine into +-1, so the "attention" would be a
+    mean over the regions of positive cosine, not word-region alignment: it is skipped, and
+    the run trains as SSAH would (the flag keeps its value; metrics.json records this).
+    """
+    if config.attention == "none":
+        return "none"
+    return config.attention if input_spec["text_encoder"] == "bow" else ATTENTION_SKIPPED
+
+
 def build_models(config, image_shape, tag_dim, num_labels, input_spec=None, image_input=None,
                  word_vectors=None):
     """All networks of a run, built (variables created) by a call on a zero batch of 2.
@@ -38,7 +54,8 @@ def build_models(config, image_shape, tag_dim, num_labels, input_spec=None, imag
     image_shape: one image input without the batch axis, (D,) or (R, d) features or (H, W, 3)
     raw images for a backbone. Returns {"labnet", "imgnet", "txtnet", "disc_img", "disc_txt",
     "attention"}; labnet, the discriminators and attention are None when config.label_net,
-    config.adversarial or config.attention ("none") switch them off. The discriminators need
+    config.adversarial or config.attention ("none") switch them off, attention also for dense
+    text (attention_mode). The discriminators need
     the label network (its features are their 'real' samples), so they are None without it.
     image_input: ImgNet's image input layer; None = the one config.backbone names
     (models/image_input.py); raw-image training on cached backbone outputs passes
@@ -56,7 +73,8 @@ def build_models(config, image_shape, tag_dim, num_labels, input_spec=None, imag
         raise ValueError(f"tag_dim and num_labels must be positive, got {tag_dim}, {num_labels}")
     spec = input_spec or resolve_input_spec(config)
     region_dim = config.region_dim or None
-    attention_dim = config.attention_dim if config.attention != "none" else None
+    attending = attention_mode(config, spec) == "scan"
+    attention_dim = config.attention_dim if attending else None
     vectors, found = word_vectors if word_vectors is not None else (None, None)
     image_norm = (InputNormalizer(spec["image_norm"], image_shape[-1], name="image_norm")
                   if spec["image_norm"] != "none" else None)
@@ -90,7 +108,7 @@ def build_models(config, image_shape, tag_dim, num_labels, input_spec=None, imag
                 disc = Discriminator(config.disc_hidden_list, name=name)
                 disc(features)
                 models[name] = disc
-    if config.attention != "none":
+    if attending:
         attention = CrossModalAttention(
             img_out["regions"].shape[-1], txt_out["tokens"].shape[-1],
             dim=config.attention_dim, lambda_softmax=config.lambda_softmax,

@@ -109,7 +109,7 @@ class TxtNet(keras.Model):
         """(tokens (n, M, token_dim), mask (n, M) bool) of the present tags.
 
         Dense text has no words: it is one token, a learned projection of the normalised
-        vector, so the attention still compares it with every image region.
+        vector (build_models skips the attention for it: models.attention_mode).
         """
         if self.encoder == "dense":
             token = self.embedding(bow)[:, None, :]

@@ -15,7 +15,8 @@ from udsph_tf.data import glove
 from udsph_tf.data.pipeline import make_dataset_fn
 from udsph_tf.data.validation import degenerate_inputs
 from udsph_tf.errors import ConfigError
-from udsph_tf.models import build_models, resolve_input_spec
+from udsph_tf.models import (ATTENTION_SKIPPED, attention_mode, build_models,
+                             resolve_input_spec)
 from udsph_tf.models.backbones.cached import CachedBackboneInput
 from udsph_tf.models.encoding import Encoder, sign_codes
 from udsph_tf.training import schedule
@@ -58,6 +59,12 @@ class Task:
         if training:
             self._check_batch()
         self.input_spec = input_spec_for(config, self.train_data, raw=raw is not None)
+        self.attention = attention_mode(config, self.input_spec)  # metrics.json "attention"
+        if training and self.attention == ATTENTION_SKIPPED:
+            print(f"attention: {ATTENTION_SKIPPED}: --attention={config.attention} needs the "
+                  "words of a bag-of-words text and this text is dense, so this run trains "
+                  "without the attention terms, as --attention=none would", file=sys.stderr,
+                  flush=True)
         for warning in degenerate_inputs(data.name, None if raw else self.train_data.images,
                                          self.train_data.tags):
             print(f"WARNING: {warning}", file=sys.stderr, flush=True)
