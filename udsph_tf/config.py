@@ -88,8 +88,9 @@ class Config:
     dropout: float = _field(0.0, "Dropout on the hidden layers of ImgNet/TxtNet.")
     label_net: bool = _field(True, "Use the self-supervised label network (off: DCMH-like).")
     adversarial: bool = _field(True, "Use the discriminators (off: no adversarial terms).")
-    attention: str = _field("scan", "Cross-modal attention: scan (UDSPH) or none (SSAH).",
-                            ["scan", "none"])
+    attention: str = _field("scan", "Cross-modal attention: scan (UDSPH) or none (SSAH). "
+                            "Dense text has no words to attend over: its runs skip the "
+                            "attention and say so (metrics.json: attention).", ["scan", "none"])
     attention_dim: int = _field(256, "Common space of regions and word tokens: ImgNet's region "
                                 "and TxtNet's word projections map into it, so the attention "
                                 "loss trains both hashing networks.")
@@ -122,8 +123,8 @@ class Config:
                              ["auto", "none", "standard", "l2", "l2_standard"])
     text_encoder: str = _field("auto", "Text front-end: bow (sparse bag of words: SSAH's "
                                "multi-scale fusion, tags as attention tokens) or dense (topic "
-                               "proportions, tf-idf, embeddings; negatives allowed: an MLP, the "
-                               "vector as one attention token); auto = dense when the training "
+                               "proportions, tf-idf, embeddings; negatives allowed: an MLP, no "
+                               "attention); auto = dense when the training "
                                "text has negatives or is more than half non-zero, else bow.",
                                ["auto", "bow", "dense"])
     text_norm: str = _field("auto", "Text normalisation fitted on the training rows: none, "
