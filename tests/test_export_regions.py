@@ -2,7 +2,6 @@
 (R+1, d) rows it was trained on, in the SavedModels and in `--mode=search`."""
 
 import io
-import os
 
 import numpy as np
 import pytest
