@@ -60,9 +60,10 @@ def measure(batch, regions, attention, repeats, strategy):
     """{"img": ms, "txt": ms, "peak_mb": MB} of one cell."""
     grid = int(round(regions ** 0.5))
     data, split = region_data(grid)
-    config = Config(workdir=tempfile.mkdtemp(prefix="attcost"), batch_size=batch,
-                    region_grid=grid, attention=attention, progress=False)
-    task = Task(config, strategy, data, split)
+    with tempfile.TemporaryDirectory(prefix="attcost") as workdir:  # a Task writes nothing
+        config = Config(workdir=workdir, batch_size=batch, region_grid=grid,
+                        attention=attention, progress=False)
+        task = Task(config, strategy, data, split)
     task.fill_buffers()
     out, peak = {}, 0
     for net, key in (("imgnet", "img"), ("txtnet", "txt")):
