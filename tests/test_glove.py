@@ -121,3 +121,43 @@ def test_mirflickr730_text_features():
     text = glove.mirflickr_glove_text(bow, TAGS)
     assert text.shape == (730, 50) and text.dtype == np.float32
     assert int((~text.any(axis=1)).sum()) == 19
+
+
+# ---- --word_init=glove: TxtNet's tag embedding starts from the GloVe vectors -------------
+
+def test_txtnet_embedding_rows_start_from_the_given_vectors():
+    from udsph_tf.models import TxtNet
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((12, 6)).astype(np.float32)
+    found = np.array([1, 0, 1, 1, 0, 0, 1, 1, 1, 0, 1, 1], bool)
+    net = TxtNet(12, 8, 3, hidden=16, feature_dim=8, scales=(), max_tokens=4, token_dim=6,
+                 attention_dim=5, word_vectors=vectors, word_found=found)
+    net(np.ones((2, 12), np.float32))
+    table = net.embedding.embeddings.numpy()
+    np.testing.assert_array_equal(table[found], vectors[found])
+    assert not np.allclose(table[~found], vectors[~found])  # random rows, learned
+    assert np.abs(table[~found]).max() > 0
+    with pytest.raises(ValueError, match="word vectors"):
+        TxtNet(12, 8, 3, token_dim=5, word_vectors=vectors, word_found=found)
+
+
+def test_word_init_glove_through_the_task(tmp_path):
+    _wheel_or_skip()
+    from udsph_tf.training.task import Task
+    from udsph_tf.training.testing import shared_strategy, tiny_config, tiny_data, tiny_split
+    import dataclasses
+    words = ["sky", "dog", "qqzzqqnotaword", "beach", "tree", "car"] * 4
+    data = dataclasses.replace(tiny_data(tag_dim=24), tag_vocab=words)
+    config = tiny_config(tmp_path, word_init="glove", token_dim=60)
+    task = Task(config, shared_strategy(1), data, tiny_split())
+    table = task.models["txtnet"].embedding.embeddings.numpy()
+    vectors, found = glove.load_glove(words)
+    assert found.sum() == 20
+    np.testing.assert_array_equal(table[found, :50], vectors[found])
+    assert not table[found, 50:].any()  # zero padding up to token_dim
+    assert np.abs(table[~found]).max() > 0  # the word without a vector keeps a random row
+    # A dense text or a token width below 50 is refused with a clear message.
+    from udsph_tf.errors import ConfigError
+    with pytest.raises(ConfigError, match="token_dim >= 50"):
+        Task(tiny_config(tmp_path, word_init="glove", token_dim=8),
+             shared_strategy(1), data, tiny_split())

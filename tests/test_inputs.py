@@ -1,10 +1,15 @@
 """Input handling of issue 10: normalisation fitted on training rows, the text front-ends."""
 
+import dataclasses
+import json
+
 import numpy as np
 import pytest
 
 from udsph_tf.config import Config, replace
-from udsph_tf.models import build_models, resolve_input_spec
+from udsph_tf.models import ATTENTION_SKIPPED, attention_mode, build_models, resolve_input_spec
+from udsph_tf.modes.train import train_and_evaluate
+from udsph_tf.training.testing import tiny_config, tiny_data, tiny_split
 from udsph_tf.models.normalization import InputNormalizer, resolve_text_encoder
 
 
@@ -53,7 +58,7 @@ def test_input_spec_defaults():
     assert spec == {"image_norm": "none", "text_encoder": "bow", "text_norm": "none", **hold}
 
 
-def test_dense_text_network_takes_negative_values_and_gives_one_token():
+def test_dense_text_network_takes_negative_values_and_skips_the_attention():
     config = replace(Config(), labnet_hidden=16, imgnet_hidden=16, txtnet_hidden=16,
                      feature_dim=8, bits=8, disc_hidden="8", attention_dim=8, token_dim=8)
     spec = {"image_norm": "standard", "text_encoder": "dense", "text_norm": "standard"}
@@ -61,11 +66,31 @@ def test_dense_text_network_takes_negative_values_and_gives_one_token():
     text = np.random.default_rng(0).normal(size=(5, 12)).astype(np.float32)
     models["txtnet"].normalizer.fit(text)
     out = models["txtnet"](text)
-    assert out["tokens"].shape == (5, 1, 8) and bool(np.all(out["token_mask"]))
+    assert out["hash"].shape == (5, 8) and np.isfinite(out["hash"].numpy()).all()
     assert models["txtnet"].fusion is None  # multi-scale pooling is for bags of words only
-    att = models["attention"](models["imgnet"](np.ones((4, 6), np.float32))["regions"],
-                              out["tokens"], out["token_mask"])
-    assert att.shape == (4, 5) and np.isfinite(att.numpy()).all()
+    # No words, so no attention and no projections into its space (models.attention_mode).
+    assert attention_mode(config, spec) == ATTENTION_SKIPPED
+    assert models["attention"] is None
+    assert models["txtnet"].token_proj is None and models["imgnet"].region_proj is None
+    bow = dict(spec, text_encoder="bow")
+    assert attention_mode(config, bow) == "scan"
+    assert attention_mode(replace(config, attention="none"), spec) == "none"
+
+
+@pytest.mark.slow
+def test_dense_text_run_says_once_that_the_attention_is_skipped(tmp_path, capfd):
+    data = tiny_data()
+    dense = dataclasses.replace(data, tags=np.random.default_rng(3).normal(
+        size=(len(data.tags), 10)).astype(np.float32) + data.labels @ np.ones((5, 10)))
+    config = tiny_config(tmp_path / "run", epochs=1, num_replicas=1)
+    assert config.attention == "scan"
+    metrics = train_and_evaluate(config, data=dense, split=tiny_split())
+    err = capfd.readouterr().err
+    assert err.count("attention: skipped (dense text") == 1, err[-2000:]
+    assert metrics["inputs"]["text_encoder"] == "dense"
+    assert metrics["attention"] == ATTENTION_SKIPPED
+    with open(tmp_path / "run" / "metrics.json") as f:
+        assert json.load(f)["attention"] == ATTENTION_SKIPPED
 
 
 def test_hold_constant_columns_holds_unseen_tags_at_their_training_value():

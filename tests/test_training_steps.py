@@ -6,7 +6,8 @@ import tensorflow as tf
 
 from udsph_tf.training.schedule import epoch_phases, learning_rate, data_seed
 from udsph_tf.training.steps import scale_to_global
-from udsph_tf.training.testing import shared_strategy, tiny_config, tiny_data, tiny_split
+from udsph_tf.training.testing import (shared_strategy, tiny_config, tiny_data, tiny_region_data,
+                                      tiny_split)
 from udsph_tf.modes.train import make_trainer
 
 GLOBAL_BATCH = 16
@@ -184,3 +185,24 @@ def test_disc_schedule_step_trains_that_modality_discriminator_in_its_step(tmp_p
         assert ("disc_img" in logs) == img_changes
         if img_changes:
             assert np.isfinite(float(logs["disc_img"])) and float(logs["disc_img"]) > 0
+
+
+def test_attention_step_on_regions_trains_the_region_and_word_projections(tmp_path):
+    # Region features (R = 4 cells + the global row, as --region_grid gives them): the image
+    # step moves ImgNet's region projection and the text step TxtNet's word projection.
+    data = tiny_region_data(grid=2)
+    config = tiny_config(tmp_path, batch_size=GLOBAL_BATCH, region_grid=2, adversarial=False)
+    task = make_trainer(config, strategy=shared_strategy(1), data=data,
+                        split=tiny_split()).task
+    task.fill_buffers()
+    assert task.models["imgnet"].image_input.num_regions == 4
+    rows = np.arange(GLOBAL_BATCH)
+    batch = _batch(task, rows)
+    for net, layer in (("imgnet", "region_proj"), ("txtnet", "token_proj")):
+        model = task.models[net]
+        before = {v.path: v.numpy() for v in model.trainable_variables if layer in v.path}
+        assert before, f"{net} has no {layer}"
+        logs = task.steps.step(net)(_distribute(task.strategy, batch))
+        assert all(np.isfinite(float(v)) for v in logs.values())
+        after = {v.path: v.numpy() for v in model.trainable_variables if layer in v.path}
+        assert any(not np.array_equal(before[k], after[k]) for k in before), (net, layer)

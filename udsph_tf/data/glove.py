@@ -80,6 +80,21 @@ def load_glove(words: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
     return vectors, found
 
 
+def tag_embedding_init(words: Sequence[str], dim: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Initial tag embeddings from GloVe (--word_init=glove): (vectors (V, dim), found (V,)).
+
+    Row j is the 50-d GloVe vector of words[j] followed by dim - 50 zeros (a zero-padded
+    vector keeps its norm and cosines; the word projection after it is learned), where
+    found[j]; rows without a vector are zero and meant to stay randomly initialised.
+    """
+    if dim < DIM:
+        raise ValueError(f"GloVe word init needs token_dim >= {DIM}, got {dim}")
+    vectors, found = load_glove(words)
+    padded = np.zeros((len(vectors), int(dim)), np.float32)
+    padded[:, :DIM] = vectors
+    return padded, found
+
+
 def tag_vocabulary(path) -> list:
     """The tag words of MIRFlickr's `common_tags.txt` (`tag count` per line), in column order."""
     return read_tag_vocab(path)

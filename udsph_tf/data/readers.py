@@ -1,6 +1,7 @@
 """Readers for the release formats (.mat v5/v7.3, .h5, .npz, .npy, image folders) and datasets."""
 
 import contextlib
+import dataclasses
 import os
 import re
 import warnings
@@ -379,7 +380,17 @@ def _image_array(arr):
     return arr if arr.ndim == 4 else _as_float(arr)
 
 
-def _load_mirflickr730(data_dir, image_file, image_key, image_dir, validate):
+def _with_region_grid(images, data_dir, grid):
+    """(n, D) global features -> (n, grid*grid + 1, D): the grid's cells, then the global row."""
+    from udsph_tf.data.regions import mirflickr730_regions
+    regions = mirflickr730_regions(data_dir, grid=grid)
+    if regions.shape[0] != images.shape[0] or regions.shape[2] != images.shape[1]:
+        raise DataError(f"mirflickr730: regions {regions.shape} do not fit the global "
+                        f"features {images.shape}")
+    return np.concatenate([regions, _as_float(images)[:, None, :]], axis=1)
+
+
+def _load_mirflickr730(data_dir, image_file, image_key, image_dir, validate, region_grid=0):
     from udsph_tf.data.splits import load_split_file
     path = V.require_file(os.path.join(data_dir, MIRFLICKR730_FILE), "mirflickr730",
                           hint="point --data_dir at the shared mirflickr25k folder")
@@ -406,21 +417,29 @@ def _load_mirflickr730(data_dir, image_file, image_key, image_dir, validate):
     split = load_split_file(split_path, len(ids)) if os.path.isfile(split_path) else None
     if split is None:
         warnings.warn(f"{split_path} not found: mirflickr730 falls back to a seeded split")
-    return CrossModalData(
+    data = CrossModalData(
         name="mirflickr730", images=None if images is None else _image_array(images),
         tags=_as_float(arrays["YAll"]), labels=_as_float(arrays["LAll"]), ids=ids,
         image_paths=image_paths, tag_vocab=_maybe_vocab(data_dir, arrays["YAll"].shape[1]),
         label_names=list(MIRFLICKR_LABELS), default_split=split)
+    if region_grid:
+        if images is None or image_file:
+            raise ConfigError("--region_grid reads the regions of the shared Lite0 features; "
+                              "it does not combine with --image_file or --image_dir")
+        data = dataclasses.replace(data, images=_with_region_grid(data.images, data_dir,
+                                                                  region_grid))
+    return data
 
 
 def load_dataset(name: str, data_dir: str = "", *, image_file: str = "", tag_file: str = "",
                  label_file: str = "", image_key: str = "IAll", tag_key: str = "YAll",
                  label_key: str = "LAll", image_dir: str = "",
-                 validate: bool = True) -> CrossModalData:
+                 validate: bool = True, region_grid: int = 0) -> CrossModalData:
     """Read a dataset by name (see DATASETS); file flags override the release layout.
 
     The image side is, in order: --image_file (precomputed features or pixel arrays),
     --image_dir (raw images named by img_database.txt), the release's image file.
+    region_grid (mirflickr730 only): (n, g*g + 1, 1280) grid regions + the global row.
     """
     if name not in DATASETS:
         raise ConfigError(f"--dataset={name}: unknown dataset {name!r}; choose one of "
@@ -436,7 +455,11 @@ def load_dataset(name: str, data_dir: str = "", *, image_file: str = "", tag_fil
     tag_file = _in_dir(data_dir, tag_file)
     label_file = _in_dir(data_dir, label_file)
     if name == "mirflickr730":
-        return _load_mirflickr730(data_dir, image_file, image_key, image_dir, validate)
+        return _load_mirflickr730(data_dir, image_file, image_key, image_dir, validate,
+                                  region_grid)
+    if region_grid:
+        raise ConfigError(f"--region_grid: region grids exist for mirflickr730 only, not "
+                          f"{name}")
     if data_dir and not os.path.isdir(data_dir):
         raise MissingFileError(f"{name}: --data_dir {data_dir!r} is not a folder")
 
@@ -513,4 +536,5 @@ def _load_raw_from_config(config) -> CrossModalData:
     return load_dataset(config.dataset, config.data_dir, image_file=config.image_file,
                         tag_file=config.tag_file, label_file=config.label_file,
                         image_key=config.image_key, tag_key=config.tag_key,
-                        label_key=config.label_key, image_dir=config.image_dir)
+                        label_key=config.label_key, image_dir=config.image_dir,
+                        region_grid=config.region_grid)

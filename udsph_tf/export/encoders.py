@@ -24,23 +24,25 @@ def pack_codes_tf(codes):
     return tf.cast(tf.reduce_sum(on * weights, axis=-1), tf.uint8)
 
 
-def validate_batch(x, name, non_negative=False):
+def validate_batch(x, name, non_negative=False, layout=None):
     """In-graph checks with messages that reach the TF Serving client as the error text.
 
     None of them is redundant with the signature: a loaded signature (and TF Serving's C++
     session) feeds a tensor of any rank and trailing shape into a (None, D) placeholder without
     complaint, and a reshape downstream would then silently regroup the numbers.
     `non_negative`: refuse values < 0 (a bag of words holds counts).
+    `layout`: what the rows of one item are (image_input_layout), added to the shape messages.
     """
     trailing = x.shape[1:].as_list()
     rank = len(trailing) + 1
     want = "[" + ", ".join(["?"] + ["?" if d is None else str(d) for d in trailing]) + "]"
+    hint = f"; one item is {layout}" if layout else ""
     # The rank is checked first, alone: the checks below index and compare tf.shape(x), which
     # for another rank fail with shape errors that do not name the input.
     rank_check = tf.debugging.assert_equal(
         _runtime_rank(x), tf.constant(rank, tf.int32),
         message=f"'{name}' must have {rank} dimension{'s' if rank > 1 else ''}, shape {want} "
-                "(batch first)")
+                f"(batch first){hint}")
     with tf.control_dependencies([rank_check]):
         checks = [
             tf.debugging.assert_positive(
@@ -49,7 +51,7 @@ def validate_batch(x, name, non_negative=False):
         if trailing and all(d is not None for d in trailing):
             checks.append(tf.debugging.assert_equal(
                 tf.shape(x)[1:], tf.constant(trailing, tf.int32),
-                message=f"'{name}' must have shape {want} (batch first)"))
+                message=f"'{name}' must have shape {want} (batch first){hint}"))
         if x.dtype.is_floating:
             checks.append(tf.debugging.assert_all_finite(
                 x, message=f"'{name}' contains NaN or Inf values"))
@@ -73,6 +75,21 @@ def _runtime_rank(x):
     """
     shape = tf.shape(x)
     return tf.size(tf.boolean_mask(shape, shape >= 0), out_type=tf.int32)
+
+
+def image_input_layout(imgnet):
+    """What the rows of one image input are when they are not a plain vector, else None.
+
+    A run trained with --region_grid reads (R+1, d) per image: a client sending the global
+    vector alone must be told that the regions are part of the input.
+    """
+    layer = getattr(imgnet, "image_input", None)
+    if getattr(layer, "global_last", False):
+        return (f"{layer.num_regions} region rows (the grid cells, row-major) then the global "
+                "feature row, as the run was trained (--region_grid)")
+    if len(getattr(layer, "feature_shape", ())) == 2:
+        return f"{layer.num_regions} region rows"
+    return None
 
 
 def reads_bag_of_words(txtnet):
@@ -154,7 +171,7 @@ class EncoderModule(tf.Module):
     """
 
     def __init__(self, model, input_name, input_shape, input_dtype=tf.float32, name=None,
-                 tag_vocab=None, non_negative=False):
+                 tag_vocab=None, non_negative=False, layout=None):
         super().__init__(name=name)
         self.model = model
         self.input_name = input_name
@@ -163,7 +180,7 @@ class EncoderModule(tf.Module):
         spec = tf.TensorSpec([None, *self.input_shape], input_dtype, name=input_name)
         self.serve = tf.function(
             lambda x: encoder_outputs(self.model,
-                                      validate_batch(x, input_name, non_negative)),
+                                      validate_batch(x, input_name, non_negative, layout)),
             input_signature=[spec])
         self.vocabulary = None
         if tag_vocab is not None:
@@ -184,8 +201,11 @@ class EncoderModule(tf.Module):
 
 
 def image_encoder_module(imgnet, feature_shape):
-    """Image encoder over precomputed features: input `image_features` (n, *feature_shape)."""
-    return EncoderModule(imgnet, "image_features", feature_shape, name="image_encoder")
+    """Image encoder over precomputed features: input `image_features` (n, *feature_shape),
+    i.e. (n, D), or (n, R+1, d) for a run trained with --region_grid (regions, then the
+    global row)."""
+    return EncoderModule(imgnet, "image_features", feature_shape, name="image_encoder",
+                         layout=image_input_layout(imgnet))
 
 
 def text_encoder_module(txtnet, tag_dim, tag_vocab=None):

@@ -7,7 +7,8 @@ from typing import Dict
 import numpy as np
 
 from udsph_tf.export import layout, serving_config, warmup
-from udsph_tf.export.encoders import image_encoder_module, text_encoder_module
+from udsph_tf.export.encoders import (image_encoder_module, image_input_layout,
+                                      text_encoder_module)
 from udsph_tf.export.retrieval_model import RetrievalModule
 
 IMAGE_ENCODER = "image_encoder"
@@ -80,7 +81,8 @@ def export_run(run_dir, *, imgnet, txtnet, image_shape, tag_dim, bits, database_
             warm[TEXT_TO_IMAGE].append(("search_tag_words",
                                         {"tag_words": np.array(words, object)}))
     meta = dict(metadata or {}, bits=int(bits), version=version,
-                image_shape=list(image_shape), tag_dim=tag_dim,
+                image_shape=list(image_shape), image_layout=image_input_layout(imgnet),
+                tag_dim=tag_dim,
                 database_size=int(len(database_ids)), top_k=int(min(top_k, len(database_ids))))
     paths = {}
     for name, module in modules.items():

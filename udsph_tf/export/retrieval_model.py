@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from udsph_tf.export.encoders import (TAG_WORDS_SPEC, TagVocabulary, encoder_outputs,
-                                      reads_bag_of_words, validate_batch)
+                                      image_input_layout, reads_bag_of_words, validate_batch)
 
 RETRIEVAL_OUTPUTS = ("ids", "positions", "distances", "query_packed_codes")
 
@@ -94,11 +94,12 @@ class RetrievalModule(tf.Module):
         # A bag-of-words text query refuses negative counts, as training does (dense text
         # encoders take any real value).
         non_negative = input_name == "tags" and reads_bag_of_words(query_model)
+        layout = image_input_layout(query_model) if input_name == "image_features" else None
         query_spec = tf.TensorSpec([None, *input_shape], tf.float32, name=input_name)
         packed_spec = tf.TensorSpec([None, self.num_bytes], tf.uint8, name="packed_codes")
         k_spec = tf.TensorSpec([], tf.int32, name="k")
         def check(x):
-            return validate_batch(x, input_name, non_negative)
+            return validate_batch(x, input_name, non_negative, layout)
 
         # One-line lambdas: AutoGraph finds a lambda by its source line.
         self.serve = tf.function(lambda x: self._search_raw(check(x), self.default_k),

@@ -12,14 +12,15 @@ class ImgNet(keras.Model):
     `image_input` turns the input into regions (n, R, d) and a pooled vector (see
     image_input.py); by default a FeatureInput built from the first call's feature shape, so
     a (n, D) global vector (one region) and (n, R, d) region features both work.
-    `region_dim` None hands the input regions to the attention unchanged (the attention
-    projects them itself, as SCAN's image encoder does); an int adds a per-region ReLU layer of
-    that width owned by ImgNet.
+    `attention_dim` (set by build_models when the attention is on) gives ImgNet a learned
+    linear per-region projection into the attention space (SCAN's image fc layer), so the
+    attention loss trains ImgNet; `region_dim` puts a per-region ReLU layer of that width
+    before it. With neither, the input regions come out unchanged.
     """
 
     def __init__(self, bits, num_labels, hidden=4096, feature_dim=512, dropout=0.0,
                  region_dim=None, image_input=None, normalizer=None, batch_norm=False,
-                 **kwargs):
+                 attention_dim=None, **kwargs):
         kwargs.setdefault("name", "imgnet")
         super().__init__(**kwargs)
         self.bits, self.num_labels = int(bits), int(num_labels)
@@ -32,6 +33,8 @@ class ImgNet(keras.Model):
         self.heads = HashAndLabelHeads(bits, num_labels, name="heads")
         self.region_layer = (keras.layers.Dense(region_dim, activation="relu", name="regions")
                              if region_dim else None)
+        self.region_proj = (keras.layers.Dense(attention_dim, name="region_proj")
+                            if attention_dim else None)
 
     def build(self, input_shape):
         if self.image_input is None:
@@ -49,4 +52,6 @@ class ImgNet(keras.Model):
         hash_, label_pred = self.heads(x)
         if self.region_layer is not None:
             regions = self.region_layer(regions)
+        if self.region_proj is not None:
+            regions = self.region_proj(regions)
         return {"feature": x, "hash": hash_, "label_pred": label_pred, "regions": regions}

@@ -1,6 +1,7 @@
 """TxtNet: tag bag-of-words -> SSAH multi-scale fusion -> feature, hash code, labels, tag tokens."""
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from udsph_tf.models.labnet import HashAndLabelHeads, HiddenLayer
@@ -48,12 +49,17 @@ class TxtNet(keras.Model):
     Tokens for the cross-modal attention: the text is the set of its tags, each a learned
     embedding. The `max_tokens` largest BoW entries are taken (tf.math.top_k; equal values keep
     the lower tag index first, so the choice is deterministic) and `token_mask` marks those that
-    are present (value > 0); masked tokens are zero vectors.
+    are present (value > 0); masked tokens are zero vectors. `attention_dim` (set by
+    build_models when the attention is on) adds TxtNet's learned linear word projection into
+    the attention space, so the attention loss trains TxtNet. `word_vectors` (vocab_size,
+    token_dim) with `word_found` (vocab_size,) bool initialise the embedding rows of the found
+    tags (e.g. GloVe); the other rows keep the random initialisation and are learned.
     """
 
     def __init__(self, vocab_size, bits, num_labels, hidden=4096, feature_dim=512,
                  scales=(50, 30, 15, 10, 5), max_tokens=32, token_dim=300, dropout=0.0,
-                 encoder="bow", normalizer=None, batch_norm=False, **kwargs):
+                 encoder="bow", normalizer=None, batch_norm=False, attention_dim=None,
+                 word_vectors=None, word_found=None, **kwargs):
         kwargs.setdefault("name", "txtnet")
         super().__init__(**kwargs)
         self.vocab_size, self.bits, self.num_labels = int(vocab_size), int(bits), int(num_labels)
@@ -75,20 +81,47 @@ class TxtNet(keras.Model):
         self.embedding = (keras.layers.Embedding(vocab_size, token_dim, name="tag_embedding")
                           if encoder == "bow" else
                           keras.layers.Dense(token_dim, name="text_token"))
+        self.token_proj = (keras.layers.Dense(attention_dim, name="token_proj")
+                           if attention_dim else None)
+        self._word_init = None
+        if word_vectors is not None:
+            if encoder != "bow":
+                raise ValueError("word vectors initialise the tag embedding of a bag of words; "
+                                 "dense text has no words")
+            vectors = np.asarray(word_vectors, np.float32)
+            found = (np.ones(len(vectors), bool) if word_found is None
+                     else np.asarray(word_found, bool))
+            if vectors.shape != (self.vocab_size, int(token_dim)) or found.shape != (len(vectors),):
+                raise ValueError(f"word vectors must be ({self.vocab_size}, {token_dim}) with a "
+                                 f"({self.vocab_size},) found mask, got {vectors.shape} and "
+                                 f"{found.shape}")
+            self._word_init = (vectors, found)
+
+    def build(self, input_shape):
+        if self._word_init is not None and not self.embedding.built:
+            self.embedding.build((None, self.max_tokens))
+            vectors, found = self._word_init
+            initial = np.array(self.embedding.embeddings.numpy())
+            initial[found] = vectors[found]
+            self.embedding.embeddings.assign(initial)
 
     def tokens(self, bow):
         """(tokens (n, M, token_dim), mask (n, M) bool) of the present tags.
 
         Dense text has no words: it is one token, a learned projection of the normalised
-        vector, so the attention still compares it with every image region.
+        vector (build_models skips the attention for it: models.attention_mode).
         """
         if self.encoder == "dense":
             token = self.embedding(bow)[:, None, :]
+            if self.token_proj is not None:
+                token = self.token_proj(token)
             return token, tf.ones(tf.shape(token)[:2], tf.bool)
         values, index = tf.math.top_k(bow, k=self.max_tokens, sorted=True)
         mask = values > 0
-        tokens = self.embedding(index) * tf.cast(mask, self.compute_dtype)[:, :, None]
-        return tokens, mask
+        tokens = self.embedding(index)
+        if self.token_proj is not None:
+            tokens = self.token_proj(tokens)
+        return tokens * tf.cast(mask, tokens.dtype)[:, :, None], mask
 
     def call(self, bow, training=False):
         bow = tf.cast(bow, self.compute_dtype)

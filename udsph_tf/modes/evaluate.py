@@ -63,6 +63,7 @@ def test(task, ckpt, history, train_seconds=None, summaries=None):
                  "map_i2t_expected": "tie-aware expected AP (McSherry & Najork 2008)"},
         **parts,
         "inputs": task.input_spec,
+        "attention": task.attention,
         "selection": {"rule": report.SELECTION_RULE if len(s.val_idx) else
                       "no validation split: the last epoch", "split": "val",
                       "best_epoch": int(ckpt.best_epoch),

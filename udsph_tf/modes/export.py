@@ -21,8 +21,8 @@ from udsph_tf.export.exporter import export_run
 from udsph_tf.export.layout import run_name_of
 from udsph_tf.export.restore import raw_image_run_error, recorded_input_spec
 from udsph_tf.models import build_models
-from udsph_tf.training.checkpointing import (check_all_tracked, model_objects, restore_weights,
-                                             selected_checkpoint)
+from udsph_tf.training.checkpointing import (CheckpointVersionError, check_all_tracked,
+                                             model_objects, restore_weights, selected_checkpoint)
 
 
 def run(config):
@@ -109,6 +109,8 @@ def restore_encoders(config, image_shape, tag_dim, num_labels, checkpoint_path=N
         # best/ holds the weights alone (a full run checkpoint also works); every variable of
         # both networks must come from it. A damaged file raises CheckpointUnreadableError.
         restore_weights(path, encoders)
+    except CheckpointVersionError:
+        raise  # says what is wrong with the checkpoint itself
     except ValueError as err:
         raise ConfigError(
             f"{path}: checkpoint does not match the networks built from the flags "

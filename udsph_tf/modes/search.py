@@ -21,6 +21,7 @@ from udsph_tf import export, rundir, run_identity
 from udsph_tf.codes import pack_codes, to_codes
 from udsph_tf.config import Config, replace
 from udsph_tf.data import images as image_data
+from udsph_tf.data.regions import pool_regions
 from udsph_tf.data.splits import data_and_split
 from udsph_tf.errors import ConfigError, DataError, MissingFileError
 from udsph_tf.models.backbones import build_backbone
@@ -95,9 +96,10 @@ def tags_to_bow(query_tags, vocab, tag_dim):
     return bow, words
 
 
-def image_file_features(config, path, feature_shape):
-    """Global features of one photo from the raw-image backbone --backbone (the extractor of
-    the run's training features), checked against the run's image input shape."""
+def image_file_features(config, path, feature_shape, region_grid=0):
+    """Features of one photo from the raw-image backbone --backbone (the extractor of the
+    run's training features), checked against the run's image input shape: its global vector,
+    or with region_grid (a run trained with --region_grid) the grid cells then the global row."""
     if config.backbone == "features":
         raise ConfigError(
             f"--query_image_file={path}: the run was trained on precomputed image features, so "
@@ -106,12 +108,23 @@ def image_file_features(config, path, feature_shape):
             "features came from (see --mode=extract)")
     backbone = build_backbone(config.backbone, config.backbone_weights)
     batch = image_data.load_image(path, image_data.ImageSpec(**backbone.preprocessing))
-    features = backbone.model(batch, training=False)["global"].numpy().astype(np.float32)
+    features = photo_features(backbone.model(batch, training=False), region_grid)
     if tuple(features.shape[1:]) != tuple(feature_shape):
         raise ConfigError(f"--backbone={config.backbone} gives {features.shape[1:]} features "
                           f"but the run's image input is {tuple(feature_shape)}: use the "
                           "backbone that made the training features")
     return features
+
+
+def photo_features(outputs, region_grid=0):
+    """A backbone's {"global", "regions"} outputs -> the run's image input, float32: the global
+    vector (n, C), or (n, g*g + 1, C) for --region_grid=g, laid out as data/regions.py and
+    readers.py lay out the training rows (cells pooled from the head map, then the global)."""
+    pooled = np.asarray(outputs["global"], np.float32)
+    if not region_grid:
+        return pooled
+    cells = pool_regions(np.asarray(outputs["regions"], np.float32), region_grid)
+    return np.concatenate([cells, pooled[:, None, :]], axis=1)
 
 
 def encoders_and_databases(config, run_cfg, data, split, run_name):
@@ -187,7 +200,8 @@ def search(config, data=None, split=None, out=None):
         query = f"image row {config.query_image_row} (id {data.ids[config.query_image_row]}, " \
                 f"{where}; labels {', '.join(own) or '-'})"
     else:
-        x = image_file_features(config, config.query_image_file, data.images.shape[1:])
+        x = image_file_features(config, config.query_image_file, data.images.shape[1:],
+                                run_cfg.region_grid)
         query_modality, db_modality = "image", "text"
         query = f"image file {config.query_image_file}"
 

@@ -34,6 +34,35 @@ class CheckpointUnreadableError(UserError, OSError):
     """No checkpoint of a directory could be read; the message names every file tried."""
 
 
+class CheckpointVersionError(UserError, ValueError):
+    """A checkpoint written before ImgNet/TxtNet owned the attention's projections."""
+
+
+# Layers ImgNet and TxtNet own when the attention is on (issue 11); before, the attention
+# layer held them (model_attention/region_proj, .../token_proj). Resuming such a checkpoint
+# would also need each optimizer's slots remapped (they follow its variable list), so it is
+# refused with its cause rather than half-loaded.
+ATTENTION_PROJECTIONS = (("imgnet", "region_proj"), ("txtnet", "token_proj"))
+
+
+def check_attention_projections(path, models):
+    """Raise CheckpointVersionError when the networks own attention projections that the
+    checkpoint at `path` holds no weights for (called once a restore did not match)."""
+    keys = [name for name, _ in tf.train.list_variables(path)]
+    missing = [f"{net}.{layer}" for net, layer in ATTENTION_PROJECTIONS
+               if getattr(models.get(net), layer, None) is not None
+               and not any(k.startswith(f"model_{net}/{layer}/") for k in keys)]
+    if missing:
+        held = any(k.startswith("model_attention/") for k in keys)
+        raise CheckpointVersionError(
+            f"{path}: holds no weights for {' and '.join(missing)}: it was written "
+            + ("before ImgNet and TxtNet owned the attention's region and word projections "
+               "(the attention layer held them then)" if held else "by a run without them")
+            + "; this version cannot resume, evaluate or export it with the attention on. "
+            "Train the run again in a new --workdir (runs with --attention=none or dense "
+            "text are unaffected).")
+
+
 def _warn(msg):
     print(f"WARNING: {msg}", file=sys.stderr, flush=True)
 
@@ -98,6 +127,7 @@ def restore_weights(path, models, extra=None):
     try:
         status.assert_existing_objects_matched()
     except AssertionError as err:
+        check_attention_projections(path, models)
         raise ValueError(f"{path} lacks variables of the networks: {_first_line(err)}") from None
     return status
 
@@ -205,7 +235,11 @@ class RunCheckpoint:
                 tried.append(bad)
                 _warn(f"checkpoint {path} is unreadable, skipping it: {bad}")
                 continue
-            status.assert_existing_objects_matched()  # other networks: not damage, stop here
+            try:
+                status.assert_existing_objects_matched()  # other networks: not damage, stop
+            except AssertionError:
+                check_attention_projections(path, self.models)
+                raise
             if tried:
                 _warn(f"resuming from the older checkpoint {path}")
             return path

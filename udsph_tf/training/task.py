@@ -11,10 +11,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from udsph_tf.data import glove
 from udsph_tf.data.pipeline import make_dataset_fn
 from udsph_tf.data.validation import degenerate_inputs
 from udsph_tf.errors import ConfigError
-from udsph_tf.models import build_models, resolve_input_spec
+from udsph_tf.models import (ATTENTION_SKIPPED, attention_mode, build_models,
+                             resolve_input_spec)
 from udsph_tf.models.backbones.cached import CachedBackboneInput
 from udsph_tf.models.encoding import Encoder, sign_codes
 from udsph_tf.training import schedule
@@ -46,6 +48,7 @@ class Task:
 
     def __init__(self, config, strategy, data, split, raw=None, training=True):
         self.config, self.strategy, self.raw = config, strategy, raw
+        self.training = training
         self.networks = schedule.active_networks(config)  # the ones with an optimizer
         self.data, self.split = data, split
         self.train_data = data.subset(split.train_idx)
@@ -56,6 +59,12 @@ class Task:
         if training:
             self._check_batch()
         self.input_spec = input_spec_for(config, self.train_data, raw=raw is not None)
+        self.attention = attention_mode(config, self.input_spec)  # metrics.json "attention"
+        if training and self.attention == ATTENTION_SKIPPED:
+            print(f"attention: {ATTENTION_SKIPPED}: --attention={config.attention} needs the "
+                  "words of a bag-of-words text and this text is dense, so this run trains "
+                  "without the attention terms, as --attention=none would", file=sys.stderr,
+                  flush=True)
         for warning in degenerate_inputs(data.name, None if raw else self.train_data.images,
                                          self.train_data.tags):
             print(f"WARNING: {warning}", file=sys.stderr, flush=True)
@@ -86,6 +95,28 @@ class Task:
         # every network takes enough steps per epoch to leave its initial plateau.
         self.steps_per_pass = max(self.full_batches, c.min_pass_steps)
 
+    def _word_vectors(self):
+        """(vectors, found) of --word_init=glove for TxtNet's tag embedding; None for random."""
+        c, d = self.config, self.train_data
+        if c.word_init != "glove" or not self.training:
+            return None  # evaluation restores the embedding from a checkpoint
+        if c.attention == "none":
+            raise ConfigError("--word_init=glove initialises the attention's word tokens; "
+                              "with --attention=none there are none")
+        if self.input_spec["text_encoder"] != "bow":
+            raise ConfigError("--word_init=glove needs a bag-of-words text (its tags are the "
+                              "words); this text is dense")
+        if not d.tag_vocab or len(d.tag_vocab) != d.tag_dim:
+            raise ConfigError(f"--word_init=glove needs the words of the {d.tag_dim} tag "
+                              f"columns (common_tags.txt in --data_dir)")
+        if c.token_dim < glove.DIM:
+            raise ConfigError(f"--word_init=glove needs --token_dim >= {glove.DIM}, got "
+                              f"{c.token_dim}")
+        vectors, found = glove.tag_embedding_init(d.tag_vocab, c.token_dim)
+        print(f"word init: GloVe vectors for {int(found.sum())} of {len(found)} tags",
+              file=sys.stderr)
+        return vectors, found
+
     def _build_models(self):
         c, d = self.config, self.train_data
         if self.raw is not None and self.raw.cached:
@@ -98,7 +129,7 @@ class Task:
                                                 name="image_input"))
         else:
             models = build_models(c, d.images.shape[1:], d.tag_dim, d.num_labels,
-                                  self.input_spec)
+                                  self.input_spec, word_vectors=self._word_vectors())
         # Statistics of the training rows only; restored from checkpoints on resume.
         for net, x in (("imgnet", d.images), ("txtnet", d.tags)):
             if models[net].normalizer is not None:

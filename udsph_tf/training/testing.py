@@ -1,5 +1,7 @@
 """Tiny generated runs for tests and benchmarks of the training loop (no files, seconds to train)."""
 
+import dataclasses
+
 import numpy as np
 
 from udsph_tf.config import Config, replace
@@ -17,6 +19,18 @@ def tiny_data(n=96, image_dim=16, tag_dim=24, num_labels=5, seed=0):
     tags = ((labels @ tag_proj + (rng.random((n, tag_dim)) < 0.05)) > 0).astype(np.float32)
     return CrossModalData(name="tiny", images=images, tags=tags, labels=labels,
                           ids=np.arange(n))
+
+
+def tiny_region_data(grid=2, n=96, seed=5, **kwargs):
+    """tiny_data with the image side laid out as --region_grid gives it: (n, grid*grid + 1, d),
+    the cells (the global vector plus noise, so they differ from image to image and from each
+    other) then the global vector in the last row."""
+    base = tiny_data(n=n, **kwargs)
+    rng = np.random.default_rng(seed)
+    cells = base.images[:, None, :] + 0.5 * rng.standard_normal(
+        (n, grid * grid, base.images.shape[1]))
+    images = np.concatenate([cells, base.images[:, None, :]], axis=1).astype(np.float32)
+    return dataclasses.replace(base, images=images)
 
 
 def tiny_split(n=96, num_query=16, num_val=16, seed=0):
