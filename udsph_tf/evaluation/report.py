@@ -28,7 +28,7 @@ def chance_levels(query_labels, db_labels, bits, seed):
 
 
 def floor_of(data, split, bits, seed):
-    """The scikit-learn floor on the run's rows (evaluation/floor.py)."""
+    """The linear floor on the run's rows (evaluation/floor.py)."""
     def part(idx):
         return {"images": data.images[idx], "tags": data.tags[idx], "labels": data.labels[idx]}
     return linear_floor(part(split.train_idx), part(split.query_idx), part(split.database_idx),
