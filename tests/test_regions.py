@@ -156,3 +156,15 @@ def test_region_grid_is_mirflickr730_only():
     from udsph_tf.errors import ConfigError
     with pytest.raises(ConfigError, match="mirflickr730 only"):
         load_dataset("mirflickr", "/nonexistent", region_grid=3)
+
+
+def test_region_grid_refuses_image_regions_before_reading_anything():
+    from udsph_tf.config import Config, replace
+    from udsph_tf.data.readers import load_dataset_from_config
+    from udsph_tf.errors import ConfigError
+    config = replace(Config(), dataset="mirflickr730", data_dir="/nonexistent", region_grid=3,
+                     image_regions=4)
+    with pytest.raises(ConfigError, match="drop --image_regions=4"):
+        load_dataset_from_config(config)
+    with pytest.raises(ConfigError, match="raw only"):
+        load_dataset_from_config(replace(config, image_regions=0, data_source="tfds"))

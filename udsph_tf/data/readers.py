@@ -520,6 +520,13 @@ def load_dataset(name: str, data_dir: str = "", *, image_file: str = "", tag_fil
 def load_dataset_from_config(config) -> CrossModalData:
     """load_dataset with the Config fields of the same names; --data_source=tfds reads a
     built TFDS dataset instead (udsph_tf.data.tfds), so callers need one entry point."""
+    if config.region_grid and config.image_regions:
+        raise ConfigError(f"--region_grid={config.region_grid} gives each image its own region "
+                          f"rows (the grid cells, then the global row); drop "
+                          f"--image_regions={config.image_regions}")
+    if config.region_grid and config.data_source == "tfds":
+        raise ConfigError("--region_grid pools the shared MIRFlickr-730 photos' Lite0 maps; "
+                          "it reads --data_source=raw only")
     if config.data_source == "tfds":
         from udsph_tf.data.tfds import load_tfds_from_config
         data = load_tfds_from_config(config)
