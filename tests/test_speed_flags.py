@@ -1,6 +1,6 @@
-"""Issue 13's speed flags: --mixed_precision / --jit_compile parse, the dtype policy each one
-resolves to, a bfloat16 run keeping its buffers and losses float32, per-epoch timing in the
-history, and the MIRFlickr-scale bench's generated image features."""
+"""Issue 13's speed flags: --mixed_precision / --jit_compile / --fused_adam parse, the dtype
+policy each one resolves to, a bfloat16 run keeping its buffers and losses float32, per-epoch
+timing in the history, and the MIRFlickr-scale bench's generated image features."""
 
 import importlib.util
 import pathlib
@@ -30,8 +30,10 @@ def _parse(*argv):
 def test_speed_flags_parse_with_their_defaults():
     config = _parse()
     assert config.mixed_precision == "auto" and config.jit_compile is False
-    config = _parse("--mixed_precision=bf16", "--jit_compile")
+    assert config.fused_adam is False
+    config = _parse("--mixed_precision=bf16", "--jit_compile", "--fused_adam")
     assert config.mixed_precision == "bf16" and config.jit_compile is True
+    assert config.fused_adam is True
     with pytest.raises(absl_flags.IllegalFlagValueError):
         _parse("--mixed_precision=int8")
 

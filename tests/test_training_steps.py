@@ -61,7 +61,8 @@ def _state(trainer):
 
 @pytest.mark.parametrize("variant", [
     {}, pytest.param({"attention": "none"}, marks=pytest.mark.slow),
-    pytest.param({"label_net": False, "adversarial": False}, marks=pytest.mark.slow)])
+    pytest.param({"label_net": False, "adversarial": False}, marks=pytest.mark.slow),
+    {"fused_adam": True}])
 def test_two_replicas_match_one_device(tmp_path, variant):
     _needs_two_devices()
     one = _trainer(tmp_path / "one", _cpus()[:1], fill=False, **variant)

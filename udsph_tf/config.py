@@ -38,6 +38,11 @@ class Config:
                                "on this CPU it was not faster overall, the attention loss "
                                "becomes NaN under XLA and two replicas fail (docs/training.md, "
                                "Speed); try it with --attention=none on one device.")
+    fused_adam: bool = _field(False, "Apply each Adam update with one ResourceApplyAdam op per "
+                              "variable instead of Keras's separate element-wise ops: the same "
+                              "rule, slots and checkpoints, equal to float rounding, a run may "
+                              "switch it between sessions (udsph_tf/training/optimizers.py; "
+                              "time in docs/training.md, Speed). Off until measured in full runs.")
 
     # --- data -------------------------------------------------------------------------------
     dataset: str = _field("default", "Dataset: default (embedded, generated), mirflickr, "

@@ -25,12 +25,13 @@ RECORD_FORMAT = 1
 
 # Fields that may change between sessions of one run (a resume, eval, export, search): how
 # long and how visibly it trains, where exports go, what search asks. `workdir` may move;
-# `deterministic` only pins op kernels and changes nothing a checkpoint holds. Every other
+# `deterministic` only pins op kernels and changes nothing a checkpoint holds; `fused_adam`
+# applies the same Adam rule to the same slots with another kernel. Every other
 # Config field shapes the networks, the training recipe or the data, and is fixed by the
 # run's first session (docs/reliability.md, Runs that cannot be mixed up).
 BUDGET_FIELDS = (
     "mode", "workdir", "epochs", "eval_every", "keep_checkpoints", "progress", "num_replicas",
-    "deterministic", "export_dir", "run_name", "export_version", "query_tags",
+    "deterministic", "fused_adam", "export_dir", "run_name", "export_version", "query_tags",
     "query_image_row", "query_image_file", "top_k", "search_backend", "feature_file")
 
 # Where the data lives. A moved data set may be named by other paths: the data fingerprint,

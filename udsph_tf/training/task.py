@@ -20,6 +20,7 @@ from udsph_tf.models import (ATTENTION_SKIPPED, attention_mode, build_models,
 from udsph_tf.models.backbones.cached import CachedBackboneInput
 from udsph_tf.models.encoding import Encoder, sign_codes
 from udsph_tf.training import schedule
+from udsph_tf.training.optimizers import make_optimizer
 from udsph_tf.training.steps import (LAB_BUFFERS, MODALITY_BUFFERS, TrainSteps,
                                      precision_policy)
 from udsph_tf.training.strategy import num_workers
@@ -139,12 +140,11 @@ class Task:
     def _build_training(self):
         c = self.config
         with self.strategy.scope():
+            loss_scale = keras.mixed_precision.dtype_policy().name == "mixed_float16"
             for net in self.networks:
-                opt = keras.optimizers.Adam(learning_rate=schedule.learning_rate(c, net, 0),
-                                            name=f"adam_{net}")
-                if keras.mixed_precision.dtype_policy().name == "mixed_float16":
-                    opt = keras.optimizers.LossScaleOptimizer(opt, name=f"scaled_{net}")
-                self.optimizers[net] = opt
+                self.optimizers[net] = make_optimizer(
+                    net, schedule.learning_rate(c, net, 0), fused=c.fused_adam,
+                    loss_scale=loss_scale)
             n, k, f = self.n_train, c.bits, c.feature_dim
             names = MODALITY_BUFFERS + (LAB_BUFFERS if c.label_net else ())
             self.buffers = {name: tf.Variable(tf.zeros([n, f if name.endswith("F") else k]),
