@@ -1,6 +1,7 @@
 """What makes the training steps faster at MIRFlickr scale: variants against a baseline.
 
     python bench/bench_speed.py [--repeats 5] [--steps 3] [--variants baseline bf16 xla ...]
+    python bench/bench_speed.py --repeats 5 --steps 3 --variants fused_adam
 
 Data and model as bench/bench_train_throughput.py (10,000 training pairs, 4,096-d image features,
 1,386-d tags, batch 128, SSAH widths, 32 bits, UDSPH, one replica). Every variant builds its own
@@ -11,7 +12,11 @@ how often each step function was traced (retracing) and the input pipeline's sha
 
 Variants: baseline (float32, no XLA), bf16 (--mixed_precision=bf16), fp16, xla (--jit_compile),
 xla_bf16, noatt (--attention=none: the SSAH model) and noatt_xla, small_n (1,000 training
-pairs: the batch x N buffer terms' cost, as the ratio of step times at N=1,000 and N=10,000).
+pairs: the batch x N buffer terms' cost, as the ratio of step times at N=1,000 and N=10,000),
+fused_adam (--fused_adam: one ResourceApplyAdam per variable). With fused_adam the optimizer's
+update alone is timed too: apply_gradients of fixed gradients through strategy.run on each
+network's variables, Keras Adam (the baseline's optimizers) against FusedAdam (the variant's),
+interleaved, median over repeats of the milliseconds per update.
 """
 
 import argparse
@@ -42,6 +47,7 @@ VARIANTS = {
     "noatt": {"attention": "none"},
     "noatt_xla": {"attention": "none", "jit_compile": True},
     "small_n": {},
+    "fused_adam": {"fused_adam": True},
 }
 
 
@@ -86,6 +92,52 @@ def input_seconds(iterator, steps):
     return (time.perf_counter() - t0) / steps
 
 
+def adam_apply_fn(trainer, net):
+    """A tf.function applying fixed gradients (scale 1e-3) to `net`'s variables, as the step's
+    _apply does after tape.gradient; returns the optimizer's step count (to wait on)."""
+    variables = trainer.steps.train_variables(net)
+    opt = trainer.optimizers[net]
+    rng = np.random.default_rng(0)
+    grads = [tf.constant(rng.normal(scale=1e-3, size=v.shape).astype(np.float32))
+             for v in variables]
+
+    @tf.function(autograph=False)
+    def apply():
+        trainer.strategy.run(lambda: opt.apply_gradients(zip(grads, variables)))
+        return tf.convert_to_tensor(opt.iterations)
+
+    return apply
+
+
+def time_apply(apply, calls):
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        out = apply()
+    np.asarray(out)
+    return (time.perf_counter() - t0) / calls
+
+
+def adam_table(built, networks, repeats, calls):
+    """Milliseconds per optimizer update, Keras Adam (baseline) vs FusedAdam (fused_adam)."""
+    fns = {(name, net): adam_apply_fn(built[name][0], net)
+           for name in ("baseline", "fused_adam") for net in networks}
+    for fn in fns.values():  # trace + warm-up
+        time_apply(fn, 1)
+    times = {key: [] for key in fns}
+    for _ in range(repeats):
+        for key, fn in fns.items():
+            times[key].append(time_apply(fn, calls))
+    print(f"optimizer update alone (median of {repeats} repeats of {calls} updates):")
+    print(f"{'network':<8} {'variables':>10} {'Keras ms':>9} {'fused ms':>9} {'fused/Keras':>12}")
+    for net in networks:
+        keras_ms = statistics.median(times[("baseline", net)]) * 1000
+        fused_ms = statistics.median(times[("fused_adam", net)]) * 1000
+        size = sum(int(np.prod(v.shape))
+                   for v in built["baseline"][0].steps.train_variables(net))
+        print(f"{net:<8} {size:>10,} {keras_ms:>9.1f} {fused_ms:>9.1f} "
+              f"{fused_ms / keras_ms:>12.2f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -93,6 +145,8 @@ def main():
     parser.add_argument("--variants", nargs="+", default=["bf16", "xla", "noatt", "noatt_xla",
                                                           "small_n"])
     parser.add_argument("--networks", nargs="+", default=["labnet", "disc", "imgnet", "txtnet"])
+    parser.add_argument("--apply_calls", type=int, default=5,
+                        help="optimizer updates per repeat in the fused_adam update table")
     args = parser.parse_args()
     data, split = mirflickr_scale_data()
     names = ["baseline"] + [v for v in args.variants if v != "baseline"]
@@ -129,6 +183,8 @@ def main():
                   f"{str(finite[(name, net)]):>12}")
     print(f"input pipeline alone: {feed * 1000:.1f} ms per batch (next() on the distributed "
           "iterator, prefetched; compare with s/step)")
+    if "fused_adam" in built:
+        adam_table(built, args.networks, args.repeats, args.apply_calls)
 
 
 if __name__ == "__main__":
