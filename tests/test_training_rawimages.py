@@ -63,7 +63,8 @@ def test_frozen_cache_gives_what_the_backbone_gives_each_step(tmp_path, monkeypa
     assert not live.task.raw.cached and live.task.data.images.dtype == np.uint8
     assert live.task.data.images.shape == (N, *SIZE, 3)
     # Same head weights in both ImgNets, then the same outputs on the same photos.
-    for layer in ("hidden", "feature", "heads"):
+    # (region_proj: ImgNet's projection of the regions into the attention's space.)
+    for layer in ("hidden", "feature", "heads", "region_proj"):
         getattr(live.task.models["imgnet"], layer).set_weights(
             getattr(cached.task.models["imgnet"], layer).get_weights())
     pixels = live.task.raw.transform()(live.task.data.images[:16])
