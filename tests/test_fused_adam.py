@@ -8,7 +8,8 @@ import tensorflow as tf
 
 from udsph_tf.modes.train import make_trainer, train_and_evaluate
 from udsph_tf.training.optimizers import FusedAdam, make_optimizer
-from udsph_tf.training.testing import (checkpoint_values, shared_strategy, tiny_config,
+from udsph_tf.training.testing import (assert_resume_equals_one_session, last_checkpoint_values,
+                                       shared_strategy, tiny_config,
                                        tiny_data, tiny_split)
 
 SHAPES = [(24, 16), (16,), (16, 4)]
@@ -193,29 +194,17 @@ def _run(workdir, **changes):
                               data=tiny_data(), split=tiny_split())
 
 
-def _last_checkpoint(workdir):
-    return checkpoint_values(tf.train.latest_checkpoint(str(workdir / "ckpt")))
-
-
 @pytest.mark.slow
 def test_fused_run_resumes_and_keras_checkpoint_resumes_fused(tmp_path):
     """2 epochs with --fused_adam equal 1 + 1 resumed (bit for bit, deterministic), and a
     Keras-Adam checkpoint resumed with --fused_adam ends where Keras Adam's 2 epochs end
     (to float rounding; the rate changes between the epochs)."""
-    full = _run(tmp_path / "full", epochs=2, deterministic=True, fused_adam=True)
-    _run(tmp_path / "split", epochs=1, deterministic=True, fused_adam=True)
-    resumed = _run(tmp_path / "split", epochs=2, deterministic=True, fused_adam=True)
-    a, b = _last_checkpoint(tmp_path / "full"), _last_checkpoint(tmp_path / "split")
-    assert a.keys() == b.keys()
-    for k in a:
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
-    assert full["test"]["map_i2t"] == resumed["test"]["map_i2t"]
-    assert full["test"]["map_t2i"] == resumed["test"]["map_t2i"]
+    full, a = assert_resume_equals_one_session(_run, tmp_path, fused_adam=True)
 
     keras_full = _run(tmp_path / "keras", epochs=2, deterministic=True)
     _run(tmp_path / "mixed", epochs=1, deterministic=True)
     _run(tmp_path / "mixed", epochs=2, deterministic=True, fused_adam=True)
-    c, d = _last_checkpoint(tmp_path / "keras"), _last_checkpoint(tmp_path / "mixed")
+    c, d = last_checkpoint_values(tmp_path / "keras"), last_checkpoint_values(tmp_path / "mixed")
     assert c.keys() == d.keys() == a.keys()
     for k in c:
         if np.asarray(c[k]).dtype.kind not in "fiu" or "velocity" in k:

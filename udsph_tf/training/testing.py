@@ -78,3 +78,26 @@ def checkpoint_values(prefix):
     reader = tf.train.load_checkpoint(prefix)
     return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
             if "save_counter" not in k}
+
+
+def last_checkpoint_values(workdir):
+    """checkpoint_values of the newest resumable checkpoint in `workdir`/ckpt."""
+    import os
+    import tensorflow as tf
+    return checkpoint_values(tf.train.latest_checkpoint(os.path.join(str(workdir), "ckpt")))
+
+
+def assert_resume_equals_one_session(run, root, **changes):
+    """`run(workdir, **fields)` for 2 epochs at once and for 1 + 1 in two sessions (both
+    deterministic) under `root`: the last checkpoints must be equal tensor for tensor and the
+    test MAPs identical. Returns (the one-session metrics, its checkpoint values)."""
+    full = run(root / "full", epochs=2, deterministic=True, **changes)
+    run(root / "split", epochs=1, deterministic=True, **changes)
+    resumed = run(root / "split", epochs=2, deterministic=True, **changes)
+    a, b = last_checkpoint_values(root / "full"), last_checkpoint_values(root / "split")
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert full["test"]["map_i2t"] == resumed["test"]["map_i2t"]
+    assert full["test"]["map_t2i"] == resumed["test"]["map_t2i"]
+    return full, a
