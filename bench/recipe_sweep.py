@@ -116,6 +116,17 @@ RECIPES = {
     "beta30": {**_DELTA01, "beta": 30.0},
     "lr_txt3e4": {**_DELTA01, "lr_txt": 3e-4},
     "eta10": {**_DELTA01, "eta": 10.0},
+    # This session (issue 10, after the region merge): tag dropout in TxtNet's steps (unseen
+    # rows meet partial tag sets), a lighter quantisation term, each network its own sign,
+    # heavier image<->text terms.
+    "td02": {**_DELTA01, "tag_dropout": 0.2},
+    "td04": {**_DELTA01, "tag_dropout": 0.4},
+    "td06": {**_DELTA01, "tag_dropout": 0.6},
+    "beta03": {**_DELTA01, "beta": 0.3},
+    "own": {**_DELTA01, "code_target": "own"},
+    "cx10": {**_DELTA01, "cross_pair": 10.0},
+    "cx30": {**_DELTA01, "cross_pair": 30.0},
+    "td04cx10": {**_DELTA01, "tag_dropout": 0.4, "cross_pair": 10.0},
 }
 
 

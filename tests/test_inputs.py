@@ -116,3 +116,31 @@ def test_hold_constant_columns_holds_unseen_tags_at_their_training_value():
     # Off (the default): the unseen tag reaches the network.
     plain = build_models(replace(config, hold_constant_columns=False), (6,), 4, 3)["txtnet"]
     assert plain.normalizer is None
+
+
+def test_tag_dropout_drops_whole_tags_in_training_steps_only():
+    from udsph_tf.models.txtnet import TxtNet
+    bow = np.zeros((64, 40), np.float32)
+    bow[:, :10] = np.arange(1, 11, dtype=np.float32)  # counts: a rescaled tag would show
+    net = TxtNet(40, 8, 3, hidden=16, feature_dim=8, tag_dropout=0.4)
+    dropped = np.asarray(net.drop_tags(bow))
+    kept = dropped[:, :10] != 0
+    assert np.all((dropped == 0) | (dropped == bow))  # each tag kept as it was, or gone
+    assert 0.5 < kept.mean() < 0.7  # 640 tags, keep rate 0.6
+    trained = np.asarray(net(bow, training=True)["token_mask"]).sum(1)
+    assert trained.min() < 10 and trained.max() <= 10  # tokens are the kept tags
+    np.testing.assert_array_equal(np.asarray(net(bow)["token_mask"]).sum(1), 10)  # inference
+    # Dense text has coordinates, not tags: the option does not apply to it.
+    dense = TxtNet(40, 8, 3, hidden=16, feature_dim=8, tag_dropout=0.4, encoder="dense")
+    np.testing.assert_allclose(np.asarray(dense(bow, training=True)["hash"]),
+                               np.asarray(dense(bow)["hash"]), atol=1e-6)
+    with pytest.raises(ValueError, match="tag dropout"):
+        TxtNet(40, 8, 3, tag_dropout=1.0)
+
+
+@pytest.mark.parametrize("flag", ["tag_dropout", "dropout"])
+def test_dropout_flags_outside_0_1_are_refused(tmp_path, flag):
+    from udsph_tf.errors import ConfigError
+    config = tiny_config(tmp_path / "run", epochs=1, num_replicas=1, **{flag: 1.5})
+    with pytest.raises(ConfigError, match=f"--{flag}: must be in"):
+        train_and_evaluate(config, data=tiny_data(), split=tiny_split())

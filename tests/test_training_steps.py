@@ -207,3 +207,16 @@ def test_attention_step_on_regions_trains_the_region_and_word_projections(tmp_pa
         assert all(np.isfinite(float(v)) for v in logs.values())
         after = {v.path: v.numpy() for v in model.trainable_variables if layer in v.path}
         assert any(not np.array_equal(before[k], after[k]) for k in before), (net, layer)
+
+
+def test_tag_dropout_steps_on_two_replicas(tmp_path):
+    """The random tag mask is drawn per replica inside strategy.run (its seed state is a
+    Keras variable): the TxtNet step runs and trains there."""
+    _needs_two_devices()
+    two = _trainer(tmp_path, _cpus()[:2], tag_dropout=0.5)
+    before = [w.numpy() for w in two.models["txtnet"].trainable_weights]
+    rows = np.random.default_rng(1).permutation(two.n_train)[:GLOBAL_BATCH]
+    logs = two.steps.step("txtnet")(_distribute(two.strategy, _batch(two, rows)))
+    assert np.isfinite(float(logs["total"]))
+    after = [w.numpy() for w in two.models["txtnet"].trainable_weights]
+    assert any(not np.array_equal(a, b) for a, b in zip(before, after))

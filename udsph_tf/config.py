@@ -91,6 +91,9 @@ class Config:
                              "(a 6x wider input; docs/training.md, Recipe).")
     disc_hidden: str = _field("512,256", "Discriminator hidden widths (SSAH: 512, 256).")
     dropout: float = _field(0.0, "Dropout on the hidden layers of ImgNet/TxtNet.")
+    tag_dropout: float = _field(0.0, "Fraction of a text's present tags dropped (set to 0, "
+                                "not rescaled) at each TxtNet training step: a bag of words "
+                                "only; dense text ignores it.")
     label_net: bool = _field(True, "Use the self-supervised label network (off: DCMH-like).")
     adversarial: bool = _field(True, "Use the discriminators (off: no adversarial terms).")
     attention: str = _field("scan", "Cross-modal attention: scan (UDSPH) or none (SSAH). "

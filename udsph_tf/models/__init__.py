@@ -93,7 +93,8 @@ def build_models(config, image_shape, tag_dim, num_labels, input_spec=None, imag
     txtnet = TxtNet(tag_dim, config.bits, num_labels, hidden=config.txtnet_hidden,
                     feature_dim=config.feature_dim, scales=tuple(config.txt_scale_list),
                     max_tokens=config.max_tokens, token_dim=config.token_dim,
-                    dropout=config.dropout, encoder=spec["text_encoder"],
+                    dropout=config.dropout, tag_dropout=config.tag_dropout,
+                    encoder=spec["text_encoder"],
                     normalizer=text_norm, batch_norm=config.batch_norm,
                     attention_dim=attention_dim, word_vectors=vectors, word_found=found)
     images = np.zeros((2,) + image_shape, np.float32)

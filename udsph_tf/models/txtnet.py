@@ -58,8 +58,8 @@ class TxtNet(keras.Model):
 
     def __init__(self, vocab_size, bits, num_labels, hidden=4096, feature_dim=512,
                  scales=(50, 30, 15, 10, 5), max_tokens=32, token_dim=300, dropout=0.0,
-                 encoder="bow", normalizer=None, batch_norm=False, attention_dim=None,
-                 word_vectors=None, word_found=None, **kwargs):
+                 tag_dropout=0.0, encoder="bow", normalizer=None, batch_norm=False,
+                 attention_dim=None, word_vectors=None, word_found=None, **kwargs):
         kwargs.setdefault("name", "txtnet")
         super().__init__(**kwargs)
         self.vocab_size, self.bits, self.num_labels = int(vocab_size), int(bits), int(num_labels)
@@ -76,6 +76,15 @@ class TxtNet(keras.Model):
                        if scales and encoder == "bow" else None)
         self.hidden = HiddenLayer(hidden, batch_norm, name="hidden")
         self.dropout = keras.layers.Dropout(dropout) if dropout else None
+        if not 0.0 <= float(tag_dropout) < 1.0:
+            raise ValueError(f"tag dropout must be in [0, 1), got {tag_dropout}")
+        self.tag_dropout = float(tag_dropout) if encoder == "bow" else 0.0
+        # The mask's RNG, named, with its state a direct attribute: tf.train.Checkpoint does
+        # not look inside a SeedGenerator, and a resumed run must draw the masks it would have.
+        self.tag_drop_rng = (keras.random.SeedGenerator(name="tag_dropout_rng")
+                             if self.tag_dropout else None)
+        if self.tag_drop_rng is not None:
+            self.tag_drop_state = self.tag_drop_rng.state
         self.feature = keras.layers.Dense(feature_dim, activation="relu", name="feature")
         self.heads = HashAndLabelHeads(bits, num_labels, name="heads")
         self.embedding = (keras.layers.Embedding(vocab_size, token_dim, name="tag_embedding")
@@ -123,11 +132,22 @@ class TxtNet(keras.Model):
             tokens = self.token_proj(tokens)
         return tokens * tf.cast(mask, tokens.dtype)[:, :, None], mask
 
+    def drop_tags(self, bow):
+        """The bag of words with each entry zeroed with probability tag_dropout (training
+        steps only): whole tags, not rescaled, so a dropped tag reads as absent, as a tag
+        training never saw does on other rows. Unchanged without tag dropout."""
+        if self.tag_drop_rng is None:
+            return bow
+        keep = keras.random.uniform(tf.shape(bow), seed=self.tag_drop_rng) >= self.tag_dropout
+        return bow * tf.cast(keep, bow.dtype)
+
     def call(self, bow, training=False):
         bow = tf.cast(bow, self.compute_dtype)
         if bow.shape[-1] != self.vocab_size:
             raise ValueError(f"TxtNet expects a bag-of-words of width {self.vocab_size}, "
                              f"got shape {bow.shape}")
+        if training:
+            bow = self.drop_tags(bow)
         words = bow  # tokens are the present tags of the raw bag of words
         if self.normalizer is not None:
             words = self.normalizer.hold(bow)  # never a tag no training text had

@@ -57,6 +57,9 @@ class Task:
         self.global_batch_size = config.batch_size
         if config.batch_size < 1:
             raise ConfigError(f"--batch_size: must be >= 1, got {config.batch_size}")
+        for name in ("dropout", "tag_dropout"):
+            if not 0.0 <= getattr(config, name) < 1.0:
+                raise ConfigError(f"--{name}: must be in [0, 1), got {getattr(config, name)}")
         if training:
             self._check_batch()
         self.input_spec = input_spec_for(config, self.train_data, raw=raw is not None)
