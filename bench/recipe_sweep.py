@@ -127,6 +127,13 @@ RECIPES = {
     "cx10": {**_DELTA01, "cross_pair": 10.0},
     "cx30": {**_DELTA01, "cross_pair": 30.0},
     "td04cx10": {**_DELTA01, "tag_dropout": 0.4, "cross_pair": 10.0},
+    # Weaker pulls towards LabNet (its feature term off; its code term lighter than the
+    # image<->text term, with or without its code as the quantisation target), and UDSPH
+    # without the label network (and so without the adversary), attention kept.
+    "a0": {**_DELTA01, "alpha": 0.0},
+    "g10cx30": {**_DELTA01, "gamma": 10.0, "cross_pair": 30.0},
+    "g10cx30own": {**_DELTA01, "gamma": 10.0, "cross_pair": 30.0, "code_target": "own"},
+    "nolab": {**_DELTA01, "label_net": False, "adversarial": False},
 }
 
 
