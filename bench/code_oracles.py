@@ -36,28 +36,35 @@ def real_valued_map(query, database, query_labels, db_labels):
     return float(np.mean(aps))
 
 
+def load_run(workdir):
+    """(config, data, split, task) of a trained run, its networks built and not yet restored:
+    the run's recorded config, its data and split, a Task in evaluation mode on one replica."""
+    from udsph_tf import run_identity
+    from udsph_tf.config import Config, replace
+    from udsph_tf.modes.train import prepare_data
+    from udsph_tf.training.strategy import make_strategy
+    from udsph_tf.training.task import Task
+
+    with open(os.path.join(workdir, "metrics.json")) as f:
+        recorded = json.load(f)["config"]
+    config = run_identity.evaluation_config(replace(Config(), **recorded))
+    data, split, raw = prepare_data(config, None, None, None)
+    return config, data, split, Task(config, make_strategy(1), data, split, raw, training=False)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workdir", required=True, help="a trained run directory")
     args = p.parse_args()
 
     import tensorflow as tf
-    from udsph_tf import run_identity
     from udsph_tf.codes import to_codes
-    from udsph_tf.config import Config, replace
     from udsph_tf.evaluation.metrics import mean_average_precision
-    from udsph_tf.modes.train import prepare_data
     from udsph_tf.training.checkpointing import RunCheckpoint
-    from udsph_tf.training.strategy import make_strategy
-    from udsph_tf.training.task import Task
 
-    with open(os.path.join(args.workdir, "metrics.json")) as f:
-        recorded = json.load(f)["config"]
-    config = run_identity.evaluation_config(replace(Config(), **recorded))
+    config, data, split, task = load_run(args.workdir)
     if not config.label_net:
         raise SystemExit(f"{args.workdir}: trained without a label network: no LabNet oracle")
-    data, split, raw = prepare_data(config, None, None, None)
-    task = Task(config, make_strategy(1), data, split, raw, training=False)
     RunCheckpoint(args.workdir, task.models, {}, {}, split.seed, keep=1).restore_best()
 
     q, db = split.query_idx, split.database_idx

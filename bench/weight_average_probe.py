@@ -11,7 +11,6 @@ input normalisation are not averaged (the codes come from ImgNet and TxtNet alon
 """
 
 import argparse
-import json
 import os
 import sys
 
@@ -30,19 +29,11 @@ def main():
     args = p.parse_args()
 
     import tensorflow as tf
-    from udsph_tf import run_identity
+    from code_oracles import load_run  # the run's config, data, split and networks, one rule
     from udsph_tf.codes import to_codes
-    from udsph_tf.config import Config, replace
     from udsph_tf.evaluation.metrics import mean_average_precision
-    from udsph_tf.modes.train import prepare_data
-    from udsph_tf.training.strategy import make_strategy
-    from udsph_tf.training.task import Task
 
-    with open(os.path.join(args.workdir, "metrics.json")) as f:
-        recorded = json.load(f)["config"]
-    config = run_identity.evaluation_config(replace(Config(), **recorded))
-    data, split, raw = prepare_data(config, None, None, None)
-    task = Task(config, make_strategy(1), data, split, raw, training=False)
+    _, data, split, task = load_run(args.workdir)
     state = tf.train.get_checkpoint_state(os.path.join(args.workdir, "ckpt"))
     if state is None:
         raise SystemExit(f"{args.workdir}/ckpt: no checkpoints")
