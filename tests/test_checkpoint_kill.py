@@ -137,7 +137,8 @@ def _first_after(steps, marker, kind):
 SCENARIOS = {
     # the first save of the run (best/ after epoch 1): shards written, not merged
     "best_shards_unmerged": lambda steps: "merge:best#1",
-    # the second rolling save: shards written, not merged
+    # the second rolling save: shards written, not merged (epoch 1's checkpoint named, epoch 2
+    # trained: also the plain kill between two saves, which resumes from epoch 1)
     "ckpt_shards_unmerged": lambda steps: "merge:ckpt#2",
     # the second rolling save merged, the index not yet naming it
     "ckpt_merged_unnamed": lambda steps: _first_after(steps, "merge:ckpt#2", "index:ckpt"),

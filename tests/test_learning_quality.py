@@ -31,6 +31,16 @@ def test_linear_floor_is_above_chance_with_signal_and_at_chance_without():
     assert noise["map_i2t"] < 0.13 and noise["map_t2i"] < 0.13, noise
 
 
+def test_single_label_family_draws_unequal_class_sizes_on_request():
+    equal = generate_single_label(0, num_items=3000).labels.sum(0)
+    assert equal.min() > 250, equal  # ~300 each
+    skewed = generate_single_label(4, num_items=3000, class_concentration=2.0).labels.sum(0)
+    assert skewed.max() > 2 * skewed.min() + 50, skewed
+    assert np.all(generate_single_label(4, class_concentration=2.0).labels.sum(1) == 1)
+    with pytest.raises(ValueError, match="class_concentration must be > 0"):
+        generate_single_label(0, class_concentration=0.0)
+
+
 def replace_labels(data, labels):
     import dataclasses
     return dataclasses.replace(data, labels=labels)

@@ -76,8 +76,8 @@ def generate_default(seed: int = 0, num_items: int = 4000, *, num_labels: int = 
 def generate_single_label(seed: int = 0, num_items: int = 2866, *, num_classes: int = 10,
                           image_dim: int = 128, topic_dim: int = 10, words_per_image: int = 40,
                           image_signal: float = 0.03, modes_per_class: int = 3,
-                          text_concentration: float = 2.0, text_signal: float = 0.8
-                          ) -> CrossModalData:
+                          text_concentration: float = 2.0, text_signal: float = 0.8,
+                          class_concentration: float | None = None) -> CrossModalData:
     """Family (a): single-label classes, histogram images, dense topic-proportion text.
 
     Images are bag-of-visual-words histograms (rows sum to 1, many zeros): `words_per_image`
@@ -87,13 +87,22 @@ def generate_single_label(seed: int = 0, num_items: int = 2866, *, num_classes: 
     sparse topic profiles (a category spans several subjects), and a text is a Dirichlet draw
     whose mean puts `text_signal` on one of its class's profiles. The text carries the labels
     well but not linearly (a class is several clusters of the simplex). One label per item.
+    Classes are equally likely, or, with `class_concentration` c, drawn with proportions from a
+    Dirichlet(c) (unequal class sizes, as real category data sets have; smaller c, more skew).
     """
     if num_items < num_classes or num_classes < 2 or image_dim < 2 or topic_dim < 2:
         raise ValueError(f"generate_single_label: bad sizes num_items={num_items}, "
                          f"num_classes={num_classes}, image_dim={image_dim}, "
                          f"topic_dim={topic_dim}")
     rng = np.random.default_rng(seed)
-    classes = rng.integers(0, num_classes, num_items)
+    if class_concentration is None:
+        classes = rng.integers(0, num_classes, num_items)
+    else:
+        if not class_concentration > 0:
+            raise ValueError(f"generate_single_label: class_concentration must be > 0, "
+                             f"got {class_concentration}")
+        proportions = rng.dirichlet(np.full(num_classes, float(class_concentration)))
+        classes = rng.choice(num_classes, num_items, p=proportions)
     labels = np.zeros((num_items, num_classes), np.float32)
     labels[np.arange(num_items), classes] = 1.0
 
