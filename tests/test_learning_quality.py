@@ -31,6 +31,22 @@ def test_linear_floor_is_above_chance_with_signal_and_at_chance_without():
     assert noise["map_i2t"] < 0.13 and noise["map_t2i"] < 0.13, noise
 
 
+def test_a_run_still_rising_at_its_last_epoch_is_told_so():
+    def history(*scores):
+        return [{"epoch": i + 1, "val": {"score": v}} for i, v in enumerate(scores)]
+    base = {"collapse": {}, "test": {"map_i2t": 0.5, "map_t2i": 0.5}}
+    rising = {**base, "history": history(0.2, 0.3, 0.4, 0.45), "selection": {"best_epoch": 4}}
+    (warning,) = quality_warnings(rising)
+    assert "still rising at the last epoch (0.3000 at epoch 2, 0.4500 at epoch 4)" in warning
+    assert "--epochs" in warning
+    for quiet in ({**rising, "selection": {"best_epoch": 3}},          # an earlier epoch won
+                  {**rising, "history": history(0.2, 0.4, 0.4, 0.405)},  # flat at the end
+                  {**rising, "history": history(0.2, 0.4, 0.45, 0.5)[:2],
+                   "selection": {"best_epoch": 2}},                     # too few evaluations
+                  {**base, "history": [{"epoch": 1}], "selection": {"best_epoch": 1}}):
+        assert quality_warnings(quiet) == [], quiet
+
+
 def test_single_label_family_draws_unequal_class_sizes_on_request():
     equal = generate_single_label(0, num_items=3000).labels.sum(0)
     assert equal.min() > 250, equal  # ~300 each

@@ -77,8 +77,24 @@ def summary_line(metrics):
             f"{t['distinct_codes']['text_database']}")
 
 
+# A run whose selected epoch is its last and whose validation score rose by more than this over
+# its last two evaluations was most likely stopped while still learning.
+STILL_RISING = 0.01
+
+
+def still_rising(history, best_epoch):
+    """(first, last) validation entries of the last three evaluations when the selected epoch
+    is the last one and the score rose by more than STILL_RISING over them, else None."""
+    vals = [h for h in history or [] if "val" in h]
+    if len(vals) < 3 or vals[-1]["epoch"] != best_epoch:
+        return None
+    first, last = vals[-3], vals[-1]
+    return (first, last) if last["val"]["score"] - first["val"]["score"] > STILL_RISING else None
+
+
 def quality_warnings(metrics):
-    """Sentences for a run whose codes collapsed or that does not beat the linear floor."""
+    """Sentences for a run whose codes collapsed, that does not beat the linear floor, or that
+    ended while its validation score was still rising."""
     out = []
     for side, st in metrics["collapse"].items():
         if st["collapsed"]:
@@ -91,6 +107,13 @@ def quality_warnings(metrics):
             if t[key] < floor[key]:
                 out.append(f"test MAP {name} {t[key]:.4f} is below the linear floor "
                            f"{floor[key]:.4f}")
+    rising = still_rising(metrics.get("history"), metrics.get("selection", {}).get("best_epoch"))
+    if rising:
+        first, last = rising
+        out.append(f"validation score still rising at the last epoch ({first['val']['score']:.4f}"
+                   f" at epoch {first['epoch']}, {last['val']['score']:.4f} at epoch "
+                   f"{last['epoch']}): the run may be too short; more --epochs (or, on a small "
+                   f"training set, a larger --min_pass_steps) may help")
     return out
 
 
