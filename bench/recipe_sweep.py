@@ -27,9 +27,9 @@ SHARED = os.path.join(ROOT, "..", "shared", "data", "mirflickr25k")
 DATASETS = {
     # region_grid as flags/mirflickr730.cfg since issue 11 (earlier sweeps: the global vector).
     "mirflickr730": {"dataset": "mirflickr730", "data_dir": SHARED, "batch_size": 32,
-                     "epochs": 10, "region_grid": 3},
+                     "epochs": 10, "region_grid": 3, "min_pass_steps": 40},
     "mirflickr730_glove": {"dataset": "mirflickr730", "data_dir": SHARED, "batch_size": 32,
-                           "epochs": 10, "text_features": "glove"},
+                           "epochs": 10, "text_features": "glove", "min_pass_steps": 40},
     "synthetic_single": {"dataset": "synthetic_single"},
     "synthetic_dense": {"dataset": "synthetic_dense"},
     "default": {"dataset": "default"},

@@ -1,7 +1,10 @@
 """The results grid: UDSPH vs SSAH (no attention) vs DCMH-like, at 16/32/64 bits over seeds.
 
-    python bench/run_results.py --dataset=mirflickr730 --epochs=E [--seeds 0 1 2]
+    python bench/run_results.py --flagfile=flags/mirflickr730.cfg [--seeds 0 1 2]
     python bench/run_results.py --dataset=default --epochs=E
+
+A --flagfile gives the data set and its budget as main.py reads them (--epochs and --set
+override it); without one, --dataset and --epochs do.
 
 Each run trains from scratch in its own workdir (under --root), selects its checkpoint on the
 validation split and reports the test MAP on the query set (index-ordered ties). The split is the
@@ -39,6 +42,19 @@ SHARED_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fil
                            "shared", "data", "mirflickr25k")
 
 
+def config_from_flagfile(path):
+    """The Config main.py would build from `--flagfile=path` (relative paths inside it, like
+    main.py's, are read from the current directory)."""
+    from absl import flags as absl_flags
+    from flags import config_from_flags, define_flags
+    if not os.path.isfile(path):
+        raise SystemExit(f"error: --flagfile={path}: no such file")
+    values = absl_flags.FlagValues()
+    define_flags(values)
+    values(["run_results.py", f"--flagfile={path}"])
+    return config_from_flags(values)
+
+
 def _parse_set(items):
     out = {}
     for item in items:
@@ -51,7 +67,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="mirflickr730")
     p.add_argument("--data_dir", default=SHARED_DATA)
-    p.add_argument("--epochs", type=int, required=True)
+    p.add_argument("--flagfile", default="", help="a main.py flagfile (e.g. "
+                   "flags/mirflickr730.cfg): the data set and its budget, as main.py reads them")
+    p.add_argument("--epochs", type=int, default=0, help="epochs (required without --flagfile)")
     p.add_argument("--bits", type=int, nargs="+", default=[16, 32, 64])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--variants", nargs="+", default=[0, 1, 2], type=int,
@@ -72,8 +90,16 @@ def main():
     # One single-device strategy for every run of the process.
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
     extra = _parse_set(args.set)
-    base = Config(dataset=args.dataset, data_dir=args.data_dir if args.dataset != "default"
-                  else "", epochs=args.epochs, progress=False)
+    if args.flagfile:
+        base = replace(config_from_flagfile(args.flagfile), progress=False)
+        if args.epochs:
+            base = replace(base, epochs=args.epochs)
+        args.dataset = base.dataset
+    elif not args.epochs:
+        p.error("--epochs is required without --flagfile")
+    else:
+        base = Config(dataset=args.dataset, data_dir=args.data_dir if args.dataset != "default"
+                      else "", epochs=args.epochs, progress=False)
     base = replace(base, **typed(base, extra))
     runs = []
     names = list(VARIANTS)
