@@ -22,6 +22,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # recipe_sweep, also on import
 from recipe_sweep import typed  # noqa: E402  (a Config field from its text, one rule)
 
 VARIANTS = {
@@ -43,16 +44,11 @@ SHARED_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fil
 
 
 def config_from_flagfile(path):
-    """The Config main.py would build from `--flagfile=path` (relative paths inside it, like
-    main.py's, are read from the current directory)."""
-    from absl import flags as absl_flags
-    from flags import config_from_flags, define_flags
+    """The Config main.py would build from `--flagfile=path`."""
+    from flags import config_from_flagfile as from_flagfile
     if not os.path.isfile(path):
         raise SystemExit(f"error: --flagfile={path}: no such file")
-    values = absl_flags.FlagValues()
-    define_flags(values)
-    values(["run_results.py", f"--flagfile={path}"])
-    return config_from_flags(values)
+    return from_flagfile(path)
 
 
 def _parse_set(items):

@@ -41,3 +41,12 @@ def given_flags(flag_values=absl_flags.FLAGS):
     `present`), as opposed to those left at their defaults: --mode=eval/export/search take
     the others from the run's record, and refuse a given one that contradicts it."""
     return {f.name for f in config_fields() if flag_values[f.name].present}
+
+
+def config_from_flagfile(path) -> Config:
+    """The Config main.py builds from `--flagfile=path` alone (benches and tests read a preset
+    this way; relative paths inside it are, as for main.py, from the current directory)."""
+    values = absl_flags.FlagValues()
+    define_flags(values)
+    values(["main.py", f"--flagfile={path}"])
+    return config_from_flags(values)

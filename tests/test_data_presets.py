@@ -4,22 +4,32 @@ import os
 import pathlib
 
 import pytest
-from absl import flags as absl_flags
-
 import flags as udsph_flags
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _config_from_flagfile(name):
-    values = absl_flags.FlagValues()
-    udsph_flags.define_flags(values)
-    values(["main.py", f"--flagfile={REPO_ROOT / 'flags' / (name + '.cfg')}"])
-    return udsph_flags.config_from_flags(values)
+    return udsph_flags.config_from_flagfile(REPO_ROOT / "flags" / (name + ".cfg"))
 
 
 @pytest.mark.parametrize("name", ["mirflickr", "nuswide", "coco", "mirflickr730"])
 def test_preset_sets_the_dataset(name):
     assert _config_from_flagfile(name).dataset == name
+
+
+def test_mirflickr730_preset_keeps_the_budget_its_results_were_measured_with():
+    # README's MIRFlickr-730 tables: batch 32, 10 epochs of 40-step passes, regions; the
+    # results grid reads the same preset (bench/run_results.py --flagfile).
+    cfg = _config_from_flagfile("mirflickr730")
+    assert (cfg.batch_size, cfg.epochs, cfg.min_pass_steps, cfg.region_grid) == (32, 10, 40, 3)
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("run_results",
+                                                  REPO_ROOT / "bench" / "run_results.py")
+    run_results = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_results)
+    assert run_results.config_from_flagfile(REPO_ROOT / "flags" / "mirflickr730.cfg") == cfg
+    with pytest.raises(SystemExit, match="no such file"):
+        run_results.config_from_flagfile(REPO_ROOT / "flags" / "nope.cfg")
 
 
 def test_mirflickr730_preset_loads_from_the_repository_root(mirflickr_dir, monkeypatch):

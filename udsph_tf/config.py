@@ -185,9 +185,9 @@ class Config:
 
     # --- schedule ---------------------------------------------------------------------------
     epochs: int = _field(6, "Epochs of the alternating schedule. 6 (SSAH ran more) so that "
-                         "`python main.py` (embedded data, SSAH widths, ~16-40 s an epoch on a "
-                         "shared 2-core CPU) ends in a few minutes; its validation MAP was still "
-                         "rising at 6 (docs/training.md). Dataset flagfiles set their own.")
+                         "`python main.py` (embedded data, SSAH widths, ~70 s an epoch of 80-step "
+                         "passes on a shared 2-core CPU) ends in a few minutes (README). "
+                         "Dataset flagfiles set their own.")
     batch_size: int = _field(128, "Global batch size (split over replicas).")
     min_pass_steps: int = _field(80, "Fewest steps of one pass: a smaller training set is "
                                  "cycled (reshuffled) until the pass has this many steps. With "
