@@ -87,6 +87,18 @@ def test_bad_image_shape_names_the_expected_shape_and_layout(run, exported, mode
         sig(image_features=tf.constant(x[:, 1:]))  # the cells without the first one
 
 
+def test_rest_proxy_says_the_region_layout_with_a_shape_error(run, exported):
+    from tools.rest import ServedModel
+    served = ServedModel(exported[0].paths["image_encoder"])
+    x = run["data"].images[:2]
+    status, body = served.predict({"instances": x[:, -1].tolist()})  # the global row alone
+    assert status == 400
+    assert body["error"].startswith("input 'image_features' must have shape [?, 5, 16], got "
+                                    "[2, 16]; one item is 4 region rows (the grid cells")
+    status, body = served.predict({"instances": x.tolist()})
+    assert status == 200 and len(body["predictions"]) == 2
+
+
 def test_search_by_image_row_uses_the_region_rows(run, exported):
     data, split, loaded = run["data"], run["split"], run["loaded"]
     row = int(split.query_idx[3])

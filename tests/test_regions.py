@@ -168,3 +168,30 @@ def test_region_grid_refuses_image_regions_before_reading_anything():
         load_dataset_from_config(config)
     with pytest.raises(ConfigError, match="raw only"):
         load_dataset_from_config(replace(config, image_regions=0, data_source="tfds"))
+
+
+@pytest.mark.realdata
+def test_cache_dir_flag_names_where_the_regions_are_cached(tmp_path, monkeypatch):
+    _real_data_or_skip()
+    from udsph_tf.config import Config, replace
+    from udsph_tf.data import readers
+    from udsph_tf.errors import ConfigError
+    seen = []
+
+    def fake_regions(data_dir, grid=3, cache_dir=None, **kwargs):
+        seen.append(cache_dir)
+        return np.zeros((730, grid * grid, 1280), np.float32)
+    monkeypatch.setattr(R, "mirflickr730_regions", fake_regions)
+    config = replace(Config(), dataset="mirflickr730", data_dir=str(MIRFLICKR), region_grid=3,
+                     cache_dir=str(tmp_path / "cache"))
+    assert readers.load_dataset_from_config(config).images.shape == (730, 10, 1280)
+    assert seen == [str(tmp_path / "cache")]
+    readers.load_dataset_from_config(replace(config, cache_dir=""))
+    assert seen[-1] == os.path.expanduser(str(R.DEFAULT_CACHE_DIR))
+    # Refused before anything is computed: inside the read-only data folder, or a file.
+    with pytest.raises(ConfigError, match="--cache_dir=.*inside the read-only data folder"):
+        readers.load_dataset_from_config(replace(config, cache_dir=str(MIRFLICKR / "cache")))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="--cache_dir=.*a file, not a folder"):
+        readers.load_dataset_from_config(replace(config, cache_dir=str(tmp_path / "file")))
+    assert len(seen) == 2

@@ -44,6 +44,9 @@ class ServedModel:
         self.version = version if version is not None else _version_of(saved_model_dir)
         self.loaded = tf.saved_model.load(saved_model_dir)
         self.signatures = dict(self.loaded.signatures)
+        # What one image's rows are when they are not a plain vector (a --region_grid run):
+        # said with a shape error, as the in-graph check says it (udsph_tf/export/encoders.py).
+        self.image_layout = _image_layout(saved_model_dir)
 
     def predict(self, body):
         """REST predict: request body (str/bytes/dict) -> (HTTP status, response dict)."""
@@ -67,7 +70,10 @@ class ServedModel:
                 return 200, {"predictions": _row_outputs(outputs)}
             return 200, {"outputs": _columnar_outputs(outputs)}
         except RestError as err:
-            return err.status, {"error": str(err)}
+            message = str(err)
+            if self.image_layout and message.startswith("input 'image_features' must have shape"):
+                message += f"; one item is {self.image_layout}"
+            return err.status, {"error": message}
         except RecursionError:  # numpy and the b64 walk recurse once per nesting level
             return 400, {"error": "request nested too deeply"}
 
@@ -151,6 +157,17 @@ def _to_array(name, value, spec):
         arr = arr.astype(want)
     _check_shape(name, arr.shape, spec.shape)
     return arr
+
+
+def _image_layout(saved_model_dir):
+    """The export metadata's image_layout, or None (no metadata: not a udsph-tf export)."""
+    from udsph_tf.export.layout import METADATA_FILE
+    path = os.path.join(saved_model_dir, "assets.extra", METADATA_FILE)
+    try:
+        with open(path) as f:
+            return json.load(f).get("image_layout")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _describe(arr):

@@ -110,9 +110,12 @@ class Config:
                                 "(one region).")
     region_grid: int = _field(0, "mirflickr730: image regions for the attention, the g x g "
                               "grid (1..7) of EfficientNet-Lite0's 7x7 head map of each photo "
-                              "(data/regions.py; computed once, cached in ~/.cache/udsph_tf), "
+                              "(data/regions.py; computed once, cached in --cache_dir), "
                               "with the global feature as an extra last row that alone feeds "
                               "ImgNet's hash path; 0 = the global feature only (one region).")
+    cache_dir: str = _field("", "Folder for inputs computed once and reused (the "
+                            "MIRFlickr-730 region grids of --region_grid); '' = "
+                            "~/.cache/udsph_tf. Never inside the read-only data folder.")
     region_dim: int = _field(0, "Width of a per-region ReLU layer of ImgNet before its linear "
                              "region projection into the attention space (attention_dim); 0 = "
                              "the linear projection alone (SCAN's image fc layer).")

@@ -3,6 +3,7 @@
 import contextlib
 import dataclasses
 import os
+import pathlib
 import re
 import warnings
 from typing import List, Optional, Sequence
@@ -380,17 +381,24 @@ def _image_array(arr):
     return arr if arr.ndim == 4 else _as_float(arr)
 
 
-def _with_region_grid(images, data_dir, grid):
+def _with_region_grid(images, data_dir, grid, cache_dir=""):
     """(n, D) global features -> (n, grid*grid + 1, D): the grid's cells, then the global row."""
-    from udsph_tf.data.regions import mirflickr730_regions
-    regions = mirflickr730_regions(data_dir, grid=grid)
+    from udsph_tf.data.regions import DEFAULT_CACHE_DIR, _inside, mirflickr730_regions
+    cache = os.path.expanduser(cache_dir or str(DEFAULT_CACHE_DIR))
+    if _inside(pathlib.Path(cache), data_dir):
+        raise ConfigError(f"--cache_dir={cache}: inside the read-only data folder {data_dir}; "
+                          f"the region cache must be written elsewhere")
+    if os.path.exists(cache) and not os.path.isdir(cache):
+        raise ConfigError(f"--cache_dir={cache}: a file, not a folder")
+    regions = mirflickr730_regions(data_dir, grid=grid, cache_dir=cache)
     if regions.shape[0] != images.shape[0] or regions.shape[2] != images.shape[1]:
         raise DataError(f"mirflickr730: regions {regions.shape} do not fit the global "
                         f"features {images.shape}")
     return np.concatenate([regions, _as_float(images)[:, None, :]], axis=1)
 
 
-def _load_mirflickr730(data_dir, image_file, image_key, image_dir, validate, region_grid=0):
+def _load_mirflickr730(data_dir, image_file, image_key, image_dir, validate, region_grid=0,
+                       cache_dir=""):
     from udsph_tf.data.splits import load_split_file
     path = V.require_file(os.path.join(data_dir, MIRFLICKR730_FILE), "mirflickr730",
                           hint="point --data_dir at the shared mirflickr25k folder")
@@ -427,19 +435,21 @@ def _load_mirflickr730(data_dir, image_file, image_key, image_dir, validate, reg
             raise ConfigError("--region_grid reads the regions of the shared Lite0 features; "
                               "it does not combine with --image_file or --image_dir")
         data = dataclasses.replace(data, images=_with_region_grid(data.images, data_dir,
-                                                                  region_grid))
+                                                                  region_grid, cache_dir))
     return data
 
 
 def load_dataset(name: str, data_dir: str = "", *, image_file: str = "", tag_file: str = "",
                  label_file: str = "", image_key: str = "IAll", tag_key: str = "YAll",
                  label_key: str = "LAll", image_dir: str = "",
-                 validate: bool = True, region_grid: int = 0) -> CrossModalData:
+                 validate: bool = True, region_grid: int = 0,
+                 cache_dir: str = "") -> CrossModalData:
     """Read a dataset by name (see DATASETS); file flags override the release layout.
 
     The image side is, in order: --image_file (precomputed features or pixel arrays),
     --image_dir (raw images named by img_database.txt), the release's image file.
-    region_grid (mirflickr730 only): (n, g*g + 1, 1280) grid regions + the global row.
+    region_grid (mirflickr730 only): (n, g*g + 1, 1280) grid regions + the global row,
+    cached in cache_dir ('' = ~/.cache/udsph_tf).
     """
     if name not in DATASETS:
         raise ConfigError(f"--dataset={name}: unknown dataset {name!r}; choose one of "
@@ -456,7 +466,7 @@ def load_dataset(name: str, data_dir: str = "", *, image_file: str = "", tag_fil
     label_file = _in_dir(data_dir, label_file)
     if name == "mirflickr730":
         return _load_mirflickr730(data_dir, image_file, image_key, image_dir, validate,
-                                  region_grid)
+                                  region_grid, cache_dir)
     if region_grid:
         raise ConfigError(f"--region_grid: region grids exist for mirflickr730 only, not "
                           f"{name}")
@@ -544,4 +554,4 @@ def _load_raw_from_config(config) -> CrossModalData:
                         tag_file=config.tag_file, label_file=config.label_file,
                         image_key=config.image_key, tag_key=config.tag_key,
                         label_key=config.label_key, image_dir=config.image_dir,
-                        region_grid=config.region_grid)
+                        region_grid=config.region_grid, cache_dir=config.cache_dir)
