@@ -383,9 +383,9 @@ def _image_array(arr):
 
 def _with_region_grid(images, data_dir, grid, cache_dir=""):
     """(n, D) global features -> (n, grid*grid + 1, D): the grid's cells, then the global row."""
-    from udsph_tf.data.regions import DEFAULT_CACHE_DIR, _inside, mirflickr730_regions
+    from udsph_tf.data.regions import DEFAULT_CACHE_DIR, is_inside, mirflickr730_regions
     cache = os.path.expanduser(cache_dir or str(DEFAULT_CACHE_DIR))
-    if _inside(pathlib.Path(cache), data_dir):
+    if is_inside(pathlib.Path(cache), data_dir):
         raise ConfigError(f"--cache_dir={cache}: inside the read-only data folder {data_dir}; "
                           f"the region cache must be written elsewhere")
     if os.path.exists(cache) and not os.path.isdir(cache):

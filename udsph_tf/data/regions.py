@@ -123,7 +123,7 @@ def _save_npz(path, arrays):
     write_npz(path, arrays)
 
 
-def _inside(path, folder):
+def is_inside(path, folder):
     try:
         path.resolve().relative_to(pathlib.Path(folder).resolve())
         return True
@@ -145,7 +145,7 @@ def mirflickr730_regions(data_dir, grid=3, cache_dir=None, rows=None, batch_size
     grid_pooling_matrix(7, grid)  # a bad grid fails before anything is read
     files, rows, image_id = _photo_files(data_dir, rows)
     cache_dir = pathlib.Path(os.path.expanduser(str(cache_dir or DEFAULT_CACHE_DIR)))
-    if _inside(cache_dir, data_dir):
+    if is_inside(cache_dir, data_dir):
         raise ValueError(f"cache_dir {cache_dir} is inside the read-only data folder {data_dir}")
     key = cache_key(files, grid)
     path = cache_dir / f"mirflickr730_{BACKBONE}_grid{grid}_n{len(rows)}_{key[:16]}.npz"
