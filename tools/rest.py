@@ -28,9 +28,10 @@ MAX_BODY_BYTES = 64 << 20  # far above any sensible batch; refuse rather than bu
 
 
 class RestError(Exception):
-    def __init__(self, message, status=400):
+    def __init__(self, message, status=400, shape_of=None):
         super().__init__(message)
         self.status = status
+        self.shape_of = shape_of  # the input whose shape was wrong, if that was the error
 
 
 class ServedModel:
@@ -71,7 +72,7 @@ class ServedModel:
             return 200, {"outputs": _columnar_outputs(outputs)}
         except RestError as err:
             message = str(err)
-            if self.image_layout and message.startswith("input 'image_features' must have shape"):
+            if self.image_layout and err.shape_of == "image_features":
                 message += f"; one item is {self.image_layout}"
             return err.status, {"error": message}
         except RecursionError:  # numpy and the b64 walk recurse once per nesting level
@@ -188,7 +189,8 @@ def _check_shape(name, shape, spec_shape):
     ok = len(shape) == len(want) and all(w is None or w == s for s, w in zip(shape, want))
     if not ok:
         pretty = "[" + ", ".join("?" if w is None else str(w) for w in want) + "]"
-        raise RestError(f"input '{name}' must have shape {pretty}, got {list(shape)}")
+        raise RestError(f"input '{name}' must have shape {pretty}, got {list(shape)}",
+                        shape_of=name)
     if want and want[0] is None and shape[0] == 0:
         raise RestError(f"empty batch: input '{name}' has 0 rows; send at least one")
 

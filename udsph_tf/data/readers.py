@@ -3,7 +3,6 @@
 import contextlib
 import dataclasses
 import os
-import pathlib
 import re
 import warnings
 from typing import List, Optional, Sequence
@@ -383,14 +382,12 @@ def _image_array(arr):
 
 def _with_region_grid(images, data_dir, grid, cache_dir=""):
     """(n, D) global features -> (n, grid*grid + 1, D): the grid's cells, then the global row."""
-    from udsph_tf.data.regions import DEFAULT_CACHE_DIR, is_inside, mirflickr730_regions
-    cache = os.path.expanduser(cache_dir or str(DEFAULT_CACHE_DIR))
-    if is_inside(pathlib.Path(cache), data_dir):
-        raise ConfigError(f"--cache_dir={cache}: inside the read-only data folder {data_dir}; "
-                          f"the region cache must be written elsewhere")
-    if os.path.exists(cache) and not os.path.isdir(cache):
-        raise ConfigError(f"--cache_dir={cache}: a file, not a folder")
-    regions = mirflickr730_regions(data_dir, grid=grid, cache_dir=cache)
+    from udsph_tf.data.regions import DEFAULT_CACHE_DIR, cache_folder, mirflickr730_regions
+    try:
+        cache = cache_folder(cache_dir, data_dir)
+    except ValueError as err:
+        raise ConfigError(f"--cache_dir={cache_dir or DEFAULT_CACHE_DIR}: {err}") from None
+    regions = mirflickr730_regions(data_dir, grid=grid, cache_dir=str(cache))
     if regions.shape[0] != images.shape[0] or regions.shape[2] != images.shape[1]:
         raise DataError(f"mirflickr730: regions {regions.shape} do not fit the global "
                         f"features {images.shape}")

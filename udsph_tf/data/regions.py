@@ -123,7 +123,19 @@ def _save_npz(path, arrays):
     write_npz(path, arrays)
 
 
-def is_inside(path, folder):
+def cache_folder(cache_dir, data_dir):
+    """The region cache folder (`cache_dir`, '' or None = DEFAULT_CACHE_DIR, ~ expanded);
+    ValueError when it lies inside the read-only data folder or is a file."""
+    folder = pathlib.Path(os.path.expanduser(str(cache_dir or DEFAULT_CACHE_DIR)))
+    if _is_inside(folder, data_dir):
+        raise ValueError(f"cache_dir {folder} is inside the read-only data folder {data_dir}; "
+                         f"the region cache must be written elsewhere")
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"cache_dir {folder} is a file, not a folder")
+    return folder
+
+
+def _is_inside(path, folder):
     try:
         path.resolve().relative_to(pathlib.Path(folder).resolve())
         return True
@@ -144,9 +156,7 @@ def mirflickr730_regions(data_dir, grid=3, cache_dir=None, rows=None, batch_size
     """
     grid_pooling_matrix(7, grid)  # a bad grid fails before anything is read
     files, rows, image_id = _photo_files(data_dir, rows)
-    cache_dir = pathlib.Path(os.path.expanduser(str(cache_dir or DEFAULT_CACHE_DIR)))
-    if is_inside(cache_dir, data_dir):
-        raise ValueError(f"cache_dir {cache_dir} is inside the read-only data folder {data_dir}")
+    cache_dir = cache_folder(cache_dir, data_dir)
     key = cache_key(files, grid)
     path = cache_dir / f"mirflickr730_{BACKBONE}_grid{grid}_n{len(rows)}_{key[:16]}.npz"
     expected = (len(rows), grid * grid, 1280)

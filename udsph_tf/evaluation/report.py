@@ -78,7 +78,7 @@ def summary_line(metrics):
 
 
 # A run whose selected epoch is its last and whose validation score rose by more than this over
-# its last two evaluations was most likely stopped while still learning.
+# its last three evaluations was most likely stopped while still learning.
 STILL_RISING = 0.01
 
 
