@@ -42,7 +42,7 @@ SINGLE_LABEL_DRAWS = {
     "single_weak": {"seed": 2, "image_signal": 0.02, "words_per_image": 60},
     "single_t06": {"seed": 3, "text_signal": 0.6, "modes_per_class": 2, "image_signal": 0.04},
     # Unequal class sizes (chance 0.13 / 0.11), denser histograms (200-400 visual words an
-    # image) with a weaker class signal: linear floors 0.23 / 0.21 and 0.16 / 0.17 at 32 bits.
+    # image) with a weaker class signal: linear floors 0.22 / 0.22 and 0.15 / 0.16 at 32 bits.
     "single_imb": {"seed": 4, "class_concentration": 5, "words_per_image": 400,
                    "image_signal": 0.004},
     "single_imb_weak": {"seed": 5, "class_concentration": 5, "words_per_image": 200,
