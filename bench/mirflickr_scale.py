@@ -1,6 +1,6 @@
 """MIRFlickr-scale training benchmark: the standard protocol through `python main.py`.
 
-    python bench/mirflickr_scale.py                         # default budget, 32 bits, one run
+    python bench/mirflickr_scale.py                         # the flagfile's budget, 32 bits, one run
     python bench/mirflickr_scale.py --epochs 1 --num_train 2000        # a short look (minutes)
     python bench/mirflickr_scale.py --bits 16 32 --repeats 2 --set mixed_precision=bf16
 
@@ -186,7 +186,8 @@ def print_run(result):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bits", type=int, nargs="+", default=[32])
-    parser.add_argument("--epochs", type=int, default=0, help="0 = main.py's default budget")
+    parser.add_argument("--epochs", type=int, default=0,
+                        help="0 = the budget of flags/mirflickr.cfg (6 epochs)")
     parser.add_argument("--num_train", type=int, default=0,
                         help="training items (0 = the standard 10,000); fewer for a short look")
     parser.add_argument("--repeats", type=int, default=1, help="runs per bit length (seeds 0..)")

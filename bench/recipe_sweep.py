@@ -27,9 +27,10 @@ SHARED = os.path.join(ROOT, "..", "shared", "data", "mirflickr25k")
 DATASETS = {
     # region_grid as flags/mirflickr730.cfg since issue 11 (earlier sweeps: the global vector).
     "mirflickr730": {"dataset": "mirflickr730", "data_dir": SHARED, "batch_size": 32,
-                     "epochs": 10, "region_grid": 3, "min_pass_steps": 40},
+                     "epochs": 10, "region_grid": 3, "min_pass_steps": 40, "patience": 0},
     "mirflickr730_glove": {"dataset": "mirflickr730", "data_dir": SHARED, "batch_size": 32,
-                           "epochs": 10, "text_features": "glove", "min_pass_steps": 40},
+                           "epochs": 10, "text_features": "glove", "min_pass_steps": 40,
+                           "patience": 0},
     "synthetic_single": {"dataset": "synthetic_single"},
     "synthetic_dense": {"dataset": "synthetic_dense"},
     "default": {"dataset": "default"},
@@ -228,6 +229,11 @@ def main():
                      "floor_i2t": floor.get("map_i2t"), "floor_t2i": floor.get("map_t2i"),
                      "chance": m["chance"]["map_random_codes_i2t"],
                      "codes": m["test"]["distinct_codes"], "seconds": round(time.time() - t0, 1),
+                     # The run directory is removed below: keep the validation curve, so a
+                     # longer budget or a --patience can be read off one long run.
+                     "val_curve": [[h["epoch"], round(h["val"]["score"], 4)]
+                                   for h in m["history"] if "val" in h],
+                     "stopped_early_at": m["selection"].get("stopped_early_at"),
                      "fields": {**fields, **extra}}
                 runs.append(r)
                 print(json.dumps(r), flush=True)

@@ -17,11 +17,18 @@ def test_preset_sets_the_dataset(name):
     assert _config_from_flagfile(name).dataset == name
 
 
+def test_mirflickr_preset_keeps_the_budget_of_the_readme_scale_figures():
+    # README, MIRFlickr scale (bench/mirflickr_scale.py runs this preset): 6 epochs, all run.
+    cfg = _config_from_flagfile("mirflickr")
+    assert (cfg.epochs, cfg.patience) == (6, 0)
+
+
 def test_mirflickr730_preset_keeps_the_budget_its_results_were_measured_with():
     # README's MIRFlickr-730 tables: batch 32, 10 epochs of 40-step passes, regions; the
     # results grid reads the same preset (bench/run_results.py --flagfile).
     cfg = _config_from_flagfile("mirflickr730")
-    assert (cfg.batch_size, cfg.epochs, cfg.min_pass_steps, cfg.region_grid) == (32, 10, 40, 3)
+    assert (cfg.batch_size, cfg.epochs, cfg.min_pass_steps, cfg.region_grid, cfg.patience) == (
+        32, 10, 40, 3, 0)
     import importlib.util
     spec = importlib.util.spec_from_file_location("run_results",
                                                   REPO_ROOT / "bench" / "run_results.py")

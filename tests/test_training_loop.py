@@ -87,6 +87,35 @@ def test_resume_in_two_sessions_equals_one_session(tmp_path):
     assert_resume_equals_one_session(_run, tmp_path, tag_dropout=0.4)
 
 
+def test_patience_stops_a_run_that_no_longer_improves_and_a_resume_stays_stopped(tmp_path,
+                                                                                  capsys):
+    """Rates at 0: every epoch scores what epoch 1 scored, so --patience=2 stops after epoch 3
+    of 6, and the same command again trains nothing more."""
+    frozen = dict(epochs=6, patience=2, lr_lab=0.0, lr_img=0.0, lr_txt=0.0, lr_disc=0.0)
+    metrics = _run(tmp_path, **frozen)
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3]
+    assert metrics["selection"]["best_epoch"] == 1
+    assert metrics["selection"]["stopped_early_at"] == 3
+    assert "stopping after epoch 3 of 6" in capsys.readouterr().err
+    again = _run(tmp_path, **frozen)
+    assert [h["epoch"] for h in again["history"]] == [1, 2, 3]
+    assert again["test"] == metrics["test"]
+
+
+def test_patience_counts_evaluations_not_epochs():
+    from udsph_tf.config import Config
+    from udsph_tf.training.schedule import patience_spent, stopped_early
+    c = Config(patience=2, eval_every=2, epochs=20)
+    assert not patience_spent(c, epochs_done=7, best_epoch=4)   # one evaluation (6) since
+    assert patience_spent(c, epochs_done=8, best_epoch=4)       # two (6, 8)
+    assert not patience_spent(Config(patience=0), epochs_done=50, best_epoch=1)
+    assert not patience_spent(c, epochs_done=9, best_epoch=-1)  # no validation split
+    history = [{"epoch": e} for e in range(1, 9)]
+    assert stopped_early(c, history, best_epoch=4) == 8
+    assert stopped_early(c, history, best_epoch=8) is None
+    assert stopped_early(Config(patience=2, epochs=8), history, best_epoch=4) is None  # ran all
+
+
 def _checkpoint_only(workdir, **changes):
     """A saved, untrained run state (cheaper than training an epoch to get a checkpoint)."""
     t = make_trainer(tiny_config(workdir, **changes), strategy=shared_strategy(1), data=tiny_data(),

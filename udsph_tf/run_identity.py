@@ -30,7 +30,7 @@ RECORD_FORMAT = 1
 # Config field shapes the networks, the training recipe or the data, and is fixed by the
 # run's first session (docs/reliability.md, Runs that cannot be mixed up).
 BUDGET_FIELDS = (
-    "mode", "workdir", "epochs", "eval_every", "keep_checkpoints", "progress", "num_replicas",
+    "mode", "workdir", "epochs", "patience", "eval_every", "keep_checkpoints", "progress", "num_replicas",
     "deterministic", "fused_adam", "export_dir", "run_name", "export_version", "query_tags",
     "query_image_row", "query_image_file", "top_k", "search_backend", "feature_file",
     "cache_dir")

@@ -13,6 +13,7 @@ from udsph_tf.codes import to_codes
 from udsph_tf.evaluation import plot_curves
 from udsph_tf.evaluation import report
 from udsph_tf.files import write_json
+from udsph_tf.training import schedule
 from udsph_tf.training.checkpointing import RunCheckpoint
 from udsph_tf.training.strategy import is_chief, make_strategy, worker_dir
 from udsph_tf.training.summaries import Summaries
@@ -67,7 +68,9 @@ def test(task, ckpt, history, train_seconds=None, summaries=None):
         "selection": {"rule": report.SELECTION_RULE if len(s.val_idx) else
                       "no validation split: the last epoch", "split": "val",
                       "best_epoch": int(ckpt.best_epoch),
-                      "best_val_score": float(ckpt.best_score)},
+                      "best_val_score": float(ckpt.best_score),
+                      "stopped_early_at": schedule.stopped_early(c, history,
+                                                                 int(ckpt.best_epoch))},
         "history": history or [],
         "config": dataclasses.asdict(c),
     }

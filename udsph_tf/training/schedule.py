@@ -48,3 +48,21 @@ def data_seed(seed, epoch, phase_number):
     """Shuffle seed of one pass, derived only from the run seed and the position in the
     schedule, so a resumed epoch replays exactly the batches of an uninterrupted run."""
     return (seed * 1_000_003 + epoch * 1_009 + phase_number) % (2 ** 31 - 1)
+
+
+def patience_spent(config, epochs_done, best_epoch):
+    """True once --patience evaluations in a row after the best epoch have not beaten it.
+
+    Read from the checkpointed epoch counters alone, so a resumed run stops where an
+    uninterrupted one did; never true without a selected epoch (no validation split)."""
+    if config.patience <= 0 or best_epoch < 1:
+        return False
+    return epochs_done - best_epoch >= config.patience * max(config.eval_every, 1)
+
+
+def stopped_early(config, history, best_epoch):
+    """The epoch a finished run stopped at before --epochs because of --patience, else None."""
+    done = max((h["epoch"] for h in history or []), default=0)
+    if done < config.epochs and patience_spent(config, done, best_epoch):
+        return done
+    return None

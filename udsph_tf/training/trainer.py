@@ -121,6 +121,12 @@ class Trainer:
             self.summaries.hparams(dataclasses.asdict(c))
         history = rundir.read_history(c.workdir)
         for epoch in range(int(self.ckpt.epoch), c.epochs):
+            best = int(self.ckpt.best_epoch)
+            if schedule.patience_spent(c, epoch, best):
+                _log(f"stopping after epoch {epoch} of {c.epochs}: validation has not beaten "
+                     f"{float(self.ckpt.best_score):.4f} (epoch {best}) in {c.patience} "
+                     f"evaluations (--patience={c.patience}; 0 trains every epoch)")
+                break
             t0 = time.time()
             means = self.train_epoch(epoch)
             entry = {"epoch": epoch + 1, "step": int(self.ckpt.step),
