@@ -45,6 +45,12 @@ def test_bad_flags(args, fragments):
     _user_error(_run(*args), *fragments)
 
 
+def test_budget_flags_out_of_range(tmp_path):
+    _user_error(_run("--epochs=0", f"--workdir={tmp_path}/e"), "error: --epochs: must be >= 1, got 0")
+    _user_error(_run("--patience=-1", f"--workdir={tmp_path}/p"),
+                "error: --patience: must be >= 0 (0 trains every epoch), got -1")
+
+
 def test_workdir_under_a_regular_file(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")

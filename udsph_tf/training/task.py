@@ -62,6 +62,11 @@ class Task:
                 raise ConfigError(f"--{name}: must be in [0, 1), got {getattr(config, name)}")
         if training:
             self._check_batch()
+            if config.epochs < 1:
+                raise ConfigError(f"--epochs: must be >= 1, got {config.epochs}")
+            if config.patience < 0:
+                raise ConfigError(f"--patience: must be >= 0 (0 trains every epoch), got "
+                                  f"{config.patience}")
         self.input_spec = input_spec_for(config, self.train_data, raw=raw is not None)
         self.attention = attention_mode(config, self.input_spec)  # metrics.json "attention"
         if training and self.attention == ATTENTION_SKIPPED:
