@@ -1,0 +1,105 @@
+"""How well plain classifiers on one modality rank the database, beside a trained run's MAP.
+
+    python bench/classifier_ceiling.py --workdir runs/custom
+
+Reads the run's data and split (as bench/code_oracles.py does), fits scikit-learn classifiers
+of the labels on each standardised modality's TRAINING rows, and ranks the database for each
+query by the classifier's probability that the query shares a label with the database item
+(1 - prod over the item's labels of (1 - p_label); on single-label data, p of the item's
+class). The database side is its true labels, so each figure is what a query side as good as
+that classifier would reach against database codes that encode the labels exactly: compare
+with the run's "image -> LabNet codes of the database" (code_oracles.py) and, where the
+database rows were trained on, with its own I->T / T->I. A modality's codes far below its
+classifier leave room on that side.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+from bench.code_oracles import load_run  # noqa: E402
+
+
+def share_probability(label_probs, db_labels):
+    """(n_query, n_db): P(query shares >= 1 label with each database item), labels taken as
+    independent given the query."""
+    log_miss = np.log(np.clip(1.0 - label_probs, 1e-12, 1.0))        # (n, C)
+    return 1.0 - np.exp(log_miss @ db_labels.T.astype(np.float64))
+
+
+def ranking_map(scores, query_labels, db_labels):
+    """MAP of ranking the database by descending score (stable ties, database order)."""
+    relevant = (query_labels @ db_labels.T) > 0
+    aps = []
+    for i in range(len(scores)):
+        hits = relevant[i][np.argsort(-scores[i], kind="stable")]
+        if hits.any():
+            ranks = np.flatnonzero(hits) + 1
+            aps.append(np.mean(np.arange(1, len(ranks) + 1) / ranks))
+    return float(np.mean(aps))
+
+
+def label_probabilities(model, x, num_labels, single_label):
+    """(n, C) per-label probabilities of a fitted classifier (classes absent from the training
+    rows get 0)."""
+    probs = model.predict_proba(x)
+    if not single_label:
+        return probs
+    out = np.zeros((len(x), num_labels))
+    out[:, model.classes_] = probs
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--workdir", required=True, help="a trained run directory")
+    args = p.parse_args()
+
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.preprocessing import StandardScaler
+
+    # A fixed iteration budget, as the networks have: no warning that the optimum is not reached.
+    warnings.filterwarnings("ignore", category=ConvergenceWarning)
+    config, data, split, _ = load_run(args.workdir)
+    with open(os.path.join(args.workdir, "metrics.json")) as f:
+        test = json.load(f)["test"]
+    labels = data.labels.astype(np.int64)
+    single = bool((labels.sum(1) == 1).all())
+    tr, q, db = split.train_idx, split.query_idx, split.database_idx
+    target = labels.argmax(1) if single else labels
+    classifiers = {"MLP (256 ReLU units, 300 iterations)": lambda: MLPClassifier(
+        (256,), max_iter=300, alpha=1e-3, random_state=0)}
+    if single:  # scikit-learn's logistic regression takes one class per row
+        classifiers = {"logistic regression": lambda: LogisticRegression(max_iter=2000),
+                       **classifiers}
+    rows = []
+    for side, x in (("image", data.images), ("text", data.tags)):
+        x = np.asarray(x, np.float64).reshape(len(x), -1)
+        scaler = StandardScaler().fit(x[tr])
+        for name, make in classifiers.items():
+            model = make().fit(scaler.transform(x[tr]), target[tr])
+            probs = label_probabilities(model, scaler.transform(x[q]), labels.shape[1], single)
+            rows.append((f"{side} query, {name}",
+                         ranking_map(share_probability(probs, labels[db]), labels[q],
+                                     labels[db])))
+    rows += [("the run: image -> text (Hamming)", test["map_i2t"]),
+             ("the run: text -> image (Hamming)", test["map_t2i"])]
+    print(f"{args.workdir}: {config.dataset}, {'single' if single else 'multi'}-label, "
+          f"{len(tr)} training rows, {len(q)} queries, {len(db)} database items")
+    print("| query side -> the database's true labels | test MAP |\n|---|---|")
+    for name, value in rows:
+        print(f"| {name} | {value:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
