@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from bench.code_oracles import load_run  # noqa: E402
+from bench.code_oracles import load_run, print_table, ranking_map  # noqa: E402
 
 
 def share_probability(label_probs, db_labels):
@@ -31,18 +31,6 @@ def share_probability(label_probs, db_labels):
     independent given the query."""
     log_miss = np.log(np.clip(1.0 - label_probs, 1e-12, 1.0))        # (n, C)
     return 1.0 - np.exp(log_miss @ db_labels.T.astype(np.float64))
-
-
-def ranking_map(scores, query_labels, db_labels):
-    """MAP of ranking the database by descending score (stable ties, database order)."""
-    relevant = (query_labels @ db_labels.T) > 0
-    aps = []
-    for i in range(len(scores)):
-        hits = relevant[i][np.argsort(-scores[i], kind="stable")]
-        if hits.any():
-            ranks = np.flatnonzero(hits) + 1
-            aps.append(np.mean(np.arange(1, len(ranks) + 1) / ranks))
-    return float(np.mean(aps))
 
 
 def label_probabilities(model, x, num_labels, single_label):
@@ -94,11 +82,9 @@ def main():
                                      labels[db])))
     rows += [("the run: image -> text (Hamming)", test["map_i2t"]),
              ("the run: text -> image (Hamming)", test["map_t2i"])]
-    print(f"{args.workdir}: {config.dataset}, {'single' if single else 'multi'}-label, "
-          f"{len(tr)} training rows, {len(q)} queries, {len(db)} database items")
-    print("| query side -> the database's true labels | test MAP |\n|---|---|")
-    for name, value in rows:
-        print(f"| {name} | {value:.3f} |")
+    print_table(f"{args.workdir}: {config.dataset}, {'single' if single else 'multi'}-label, "
+                f"{len(tr)} training rows, {len(q)} queries, {len(db)} database items",
+                "query side -> the database's true labels", rows)
 
 
 if __name__ == "__main__":

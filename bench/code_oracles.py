@@ -23,17 +23,31 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 
-def real_valued_map(query, database, query_labels, db_labels):
-    """MAP of ranking by the inner product of real-valued outputs (stable ties)."""
+def ranking_map(scores, query_labels, db_labels):
+    """MAP of ranking the database by descending score (n_query, n_db), stable ties
+    (database order); a database item is relevant when it shares a label with the query."""
     relevant = (query_labels @ db_labels.T) > 0
-    order = np.argsort(-(query @ database.T), axis=1, kind="stable")
+    order = np.argsort(-scores, axis=1, kind="stable")
     aps = []
-    for i in range(len(query)):
+    for i in range(len(scores)):
         hits = relevant[i][order[i]]
         if hits.any():
             ranks = np.flatnonzero(hits) + 1
             aps.append(np.mean(np.arange(1, len(ranks) + 1) / ranks))
     return float(np.mean(aps))
+
+
+def real_valued_map(query, database, query_labels, db_labels):
+    """MAP of ranking by the inner product of real-valued outputs (stable ties)."""
+    return ranking_map(query @ database.T, query_labels, db_labels)
+
+
+def print_table(title, header, rows):
+    """The run's one-line title, then a markdown table of (name, MAP) rows."""
+    print(title)
+    print(f"| {header} | test MAP |\n|---|---|")
+    for name, value in rows:
+        print(f"| {name} | {value:.3f} |")
 
 
 def load_run(workdir):
@@ -96,11 +110,8 @@ def main():
         (f"LabNet -> image, {trained.sum()} training rows", hamming(lab_q, img_db, trained)),
         (f"LabNet -> image, {(~trained).sum()} other rows", hamming(lab_q, img_db, ~trained)),
     ]
-    print(f"{args.workdir}: {config.dataset}, {config.bits} bits, seed {config.seed}, "
-          f"{len(q)} queries, {len(db)} database items")
-    print("| query -> database | test MAP |\n|---|---|")
-    for name, value in table:
-        print(f"| {name} | {value:.3f} |")
+    print_table(f"{args.workdir}: {config.dataset}, {config.bits} bits, seed {config.seed}, "
+                f"{len(q)} queries, {len(db)} database items", "query -> database", table)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """MIRFlickr-scale training benchmark: the standard protocol through `python main.py`.
 
-    python bench/mirflickr_scale.py                         # the flagfile's budget, 32 bits, one run
+    python bench/mirflickr_scale.py                 # flags/mirflickr.cfg's budget, 32 bits, one run
     python bench/mirflickr_scale.py --epochs 1 --num_train 2000        # a short look (minutes)
     python bench/mirflickr_scale.py --bits 16 32 --repeats 2 --set mixed_precision=bf16
 

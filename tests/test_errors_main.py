@@ -46,7 +46,8 @@ def test_bad_flags(args, fragments):
 
 
 def test_budget_flags_out_of_range(tmp_path):
-    _user_error(_run("--epochs=0", f"--workdir={tmp_path}/e"), "error: --epochs: must be >= 1, got 0")
+    _user_error(_run("--epochs=0", f"--workdir={tmp_path}/e"),
+                "error: --epochs: must be >= 1, got 0")
     _user_error(_run("--patience=-1", f"--workdir={tmp_path}/p"),
                 "error: --patience: must be >= 0 (0 trains every epoch), got -1")
 

@@ -30,10 +30,10 @@ RECORD_FORMAT = 1
 # Config field shapes the networks, the training recipe or the data, and is fixed by the
 # run's first session (docs/reliability.md, Runs that cannot be mixed up).
 BUDGET_FIELDS = (
-    "mode", "workdir", "epochs", "patience", "eval_every", "keep_checkpoints", "progress", "num_replicas",
-    "deterministic", "fused_adam", "export_dir", "run_name", "export_version", "query_tags",
-    "query_image_row", "query_image_file", "top_k", "search_backend", "feature_file",
-    "cache_dir")
+    "mode", "workdir", "epochs", "patience", "eval_every", "keep_checkpoints", "progress",
+    "num_replicas", "deterministic", "fused_adam", "export_dir", "run_name", "export_version",
+    "query_tags", "query_image_row", "query_image_file", "top_k", "search_backend",
+    "feature_file", "cache_dir")
 
 # Where the data lives. A moved data set may be named by other paths: the data fingerprint,
 # not the path, decides whether it is the run's data (runs recorded before run.json, which
