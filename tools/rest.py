@@ -162,12 +162,11 @@ def _to_array(name, value, spec):
 
 def _image_layout(saved_model_dir):
     """The export metadata's image_layout, or None (no metadata: not a udsph-tf export)."""
-    from udsph_tf.export.layout import METADATA_FILE
-    path = os.path.join(saved_model_dir, "assets.extra", METADATA_FILE)
+    from udsph_tf.errors import DataError, MissingFileError
+    from udsph_tf.export.layout import read_metadata
     try:
-        with open(path) as f:
-            return json.load(f).get("image_layout")
-    except (OSError, ValueError, AttributeError):
+        return read_metadata(saved_model_dir).get("image_layout")
+    except (MissingFileError, DataError, AttributeError):
         return None
 
 
