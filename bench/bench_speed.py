@@ -17,6 +17,12 @@ fused_adam (--fused_adam: one ResourceApplyAdam per variable). With fused_adam t
 update alone is timed too: apply_gradients of fixed gradients through strategy.run on each
 network's variables, Keras Adam (the baseline's optimizers) against FusedAdam (the variant's),
 interleaved, median over repeats of the milliseconds per update.
+
+    python bench/bench_speed.py --repeats 5 --steps 5 --variants baseline --host_sync
+
+--host_sync adds a table of the Trainer's per-step host round trips (it bumps a checkpointed
+step counter and reads every logged loss back as a float after each step, so each step waits
+for the previous one) against the same steps dispatched back to back, on the baseline's Task.
 """
 
 import argparse
@@ -75,13 +81,38 @@ def build(name, data, split):
     return trainer, state
 
 
-def time_steps(trainer, step, iterator, steps):
+def time_steps(trainer, step, iterator, steps, host_sync=False):
+    """Seconds per step. host_sync: also do the Trainer's per-step host work (bump the
+    checkpointed step counter, read every logged loss back as a Python float, which waits
+    for the step); otherwise only the last step's total is read."""
     batches = [next(iterator) for _ in range(steps)]
+    counter = tf.Variable(0, dtype=tf.int64) if host_sync else None
     t0 = time.perf_counter()
     for b in batches:
         logs = step(b)
+        if host_sync:
+            counter.assign_add(1)
+            logs = {k: float(v) for k, v in logs.items()}
     float(logs["total"])
     return (time.perf_counter() - t0) / steps, logs
+
+
+def host_sync_table(built, networks, repeats, steps):
+    """The Trainer's per-step host round trips (Trainer.train_epoch) against steps dispatched
+    back to back, interleaved on the baseline's Task: median seconds per step and the ratio."""
+    trainer, state = built["baseline"]
+    times = {(net, sync): [] for net in networks for sync in (False, True)}
+    for _ in range(repeats):
+        for net in networks:
+            for sync in (False, True):
+                times[(net, sync)].append(time_steps(trainer, *state[net], steps, sync)[0])
+    print("per-step host round trips (the Trainer's step counter and loss read-back), "
+          f"median of {repeats} repeats of {steps} steps:")
+    print(f"{'network':<8} {'free s/step':>12} {'synced s/step':>14} {'synced/free':>12}")
+    for net in networks:
+        free = statistics.median(times[(net, False)])
+        synced = statistics.median(times[(net, True)])
+        print(f"{net:<8} {free:>12.3f} {synced:>14.3f} {synced / free:>12.2f}")
 
 
 def input_seconds(iterator, steps):
@@ -147,6 +178,8 @@ def main():
     parser.add_argument("--networks", nargs="+", default=["labnet", "disc", "imgnet", "txtnet"])
     parser.add_argument("--apply_calls", type=int, default=5,
                         help="optimizer updates per repeat in the fused_adam update table")
+    parser.add_argument("--host_sync", action="store_true",
+                        help="also time the Trainer's per-step host round trips")
     args = parser.parse_args()
     data, split = mirflickr_scale_data()
     names = ["baseline"] + [v for v in args.variants if v != "baseline"]
@@ -185,6 +218,8 @@ def main():
           "iterator, prefetched; compare with s/step)")
     if "fused_adam" in built:
         adam_table(built, args.networks, args.repeats, args.apply_calls)
+    if args.host_sync:
+        host_sync_table(built, args.networks, args.repeats, args.steps)
 
 
 if __name__ == "__main__":
