@@ -74,9 +74,10 @@ def main():
     for side, x in (("image", data.images), ("text", data.tags)):
         x = np.asarray(x, np.float64).reshape(len(x), -1)
         scaler = StandardScaler().fit(x[tr])
+        x_train, x_query = scaler.transform(x[tr]), scaler.transform(x[q])
         for name, make in classifiers.items():
-            model = make().fit(scaler.transform(x[tr]), target[tr])
-            probs = label_probabilities(model, scaler.transform(x[q]), labels.shape[1], single)
+            model = make().fit(x_train, target[tr])
+            probs = label_probabilities(model, x_query, labels.shape[1], single)
             rows.append((f"{side} query, {name}",
                          ranking_map(share_probability(probs, labels[db]), labels[q],
                                      labels[db])))
