@@ -144,6 +144,26 @@ RECIPES = {
 }
 
 
+def nested_split(config):
+    """(data, split) of the nested protocol: the split's validation rows become the queries,
+    the database loses them, and validation is carved again from the training rows. Its
+    "test" MAP is a validation figure: the real queries are never encoded."""
+    import numpy as np
+    from udsph_tf.data.splits import carve_validation, data_and_split
+    from udsph_tf.data.types import Split
+    data, split = data_and_split(config)
+    train, val = carve_validation(split.train_idx, -1, split.seed)
+    return data, Split(query_idx=np.sort(split.val_idx),
+                       database_idx=np.setdiff1d(split.database_idx, split.val_idx),
+                       train_idx=train, val_idx=val, seed=split.seed,
+                       source=split.source).check(data.num_items)
+
+
+def _mean_std(values):
+    """"0.812 ± 0.006": mean and sample standard deviation."""
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
 def parse_recipe(text):
     """NAME or NAME:key=value,key=value (an ad-hoc recipe on top of the defaults)."""
     name, _, body = text.partition(":")
@@ -183,6 +203,11 @@ def main():
                    help="where the single-label draws (single_s1, ...) are generated once")
     p.add_argument("--jsonl", default="", help="append one JSON line per run here; runs "
                    "already in the file are reused")
+    p.add_argument("--protocol", choices=["test", "nested"], default="test",
+                   help="nested: the real queries are never used; the split's validation rows "
+                   "are the queries, the database loses them, and a validation set is carved "
+                   "again from the training rows (to choose what validation cannot select "
+                   "inside one run, such as --refit)")
     p.add_argument("--list", action="store_true")
     args = p.parse_args()
     if args.list:
@@ -199,18 +224,20 @@ def main():
         with open(args.jsonl) as f:
             for line in f:
                 r = json.loads(line)
-                done[(r["recipe"], r["dataset"], r["bits"], r["seed"])] = r
+                done[(r["recipe"], r["dataset"], r["bits"], r["seed"],
+                      r.get("protocol", "test"))] = r
     extra = parse_recipe("x:" + args.variant)[1] if args.variant else {}
     recipes = [parse_recipe(r) for r in args.recipes]
     runs = []
     for seed in args.seeds:
         for ds in args.datasets:
             for name, fields in recipes:
-                key = (name, ds, args.bits, seed)
+                key = (name, ds, args.bits, seed, args.protocol)
                 if key in done:
                     runs.append(done[key])
                     continue
-                workdir = os.path.join(args.root, f"{name}_{ds}_{args.bits}_{seed}")
+                workdir = os.path.join(args.root,
+                                       f"{name}_{ds}_{args.bits}_{seed}_{args.protocol}")
                 shutil.rmtree(workdir, ignore_errors=True)
                 base = replace(Config(), progress=False, keep_checkpoints=1, bits=args.bits,
                                seed=seed, workdir=workdir,
@@ -220,7 +247,10 @@ def main():
                 config = replace(base, **typed(base, changes))
                 config = replace(config, epochs=config.epochs * scale)
                 t0 = time.time()
-                m = train_and_evaluate(config, strategy=strategy)
+                data, split = (nested_split(config) if args.protocol == "nested"
+                               else (None, None))
+                m = train_and_evaluate(config, strategy=strategy, data=data, split=split)
+                refit = m.get("refit") or {}
                 floor = m.get("linear_floor") or {}
                 r = {"recipe": name, "dataset": ds, "bits": args.bits, "seed": seed,
                      "val": m["selection"]["best_val_score"],
@@ -234,6 +264,10 @@ def main():
                      "val_curve": [[h["epoch"], round(h["val"]["score"], 4)]
                                    for h in m["history"] if "val" in h],
                      "stopped_early_at": m["selection"].get("stopped_early_at"),
+                     "protocol": args.protocol,
+                     # --refit: the selected model's figures beside the refit's (map_*).
+                     "selected_i2t": refit.get("selected_model_test", {}).get("map_i2t"),
+                     "selected_t2i": refit.get("selected_model_test", {}).get("map_t2i"),
                      "fields": {**fields, **extra}}
                 runs.append(r)
                 print(json.dumps(r), flush=True)
@@ -242,7 +276,8 @@ def main():
                         f.write(json.dumps(r) + "\n")
                 shutil.rmtree(workdir, ignore_errors=True)
 
-    print(f"\n{args.bits} bits, seeds {args.seeds}; cells: validation score (test I->T / T->I)")
+    print(f"\n{args.bits} bits, seeds {args.seeds}; cells: validation score ({what} I->T / "
+          "T->I)")
     print("| recipe | mean val | " + " | ".join(args.datasets) + " |")
     print("|---|---|" + "---|" * len(args.datasets))
     rows = []
@@ -260,11 +295,32 @@ def main():
         rows.append((statistics.mean(vals) if vals else 0.0, name, cells))
     for mean_val, name, cells in sorted(rows, reverse=True):
         print(f"| {name} | {mean_val:.4f} | " + " | ".join(cells) + " |")
+    what = "validation (nested)" if args.protocol == "nested" else "test"
+    refits = [r for r in runs if r.get("selected_i2t") is not None]
+    if refits:
+        print(f"\n--refit, {what} MAP I->T / T->I: the selected model and the refit of the "
+              "same run")
+        print("| recipe | dataset | seed | selected model | refit | change |")
+        print("|---|---|---|---|---|---|")
+        for r in refits:
+            print(f"| {r['recipe']} | {r['dataset']} | {r['seed']} | {r['selected_i2t']:.3f} / "
+                  f"{r['selected_t2i']:.3f} | {r['map_i2t']:.3f} / {r['map_t2i']:.3f} | "
+                  f"{r['map_i2t'] - r['selected_i2t']:+.3f} / "
+                  f"{r['map_t2i'] - r['selected_t2i']:+.3f} |")
+        for name, _ in recipes:
+            for ds in args.datasets:
+                sel = [r for r in refits if r["recipe"] == name and r["dataset"] == ds]
+                if len(sel) > 1:
+                    cells = [" / ".join(_mean_std([r[k] for r in sel]) for k in keys)
+                             for keys in (("selected_i2t", "selected_t2i"),
+                                          ("map_i2t", "map_t2i"), ("floor_i2t", "floor_t2i"))]
+                    print(f"| {name} | {ds} | mean ± std of {len(sel)} | {cells[0]} | "
+                          f"{cells[1]} | floor {cells[2]} |")
     floors = {ds: next((r for r in runs if r["dataset"] == ds), None) for ds in args.datasets}
-    print("| linear floor (test) | | " + " | ".join(
+    print(f"| linear floor ({what}) | | " + " | ".join(
         f"({r['floor_i2t']:.3f} / {r['floor_t2i']:.3f})" if r and r["floor_i2t"] is not None
         else "-" for r in floors.values()) + " |")
-    print("| chance (test) | | " + " | ".join(
+    print(f"| chance ({what}) | | " + " | ".join(
         f"({r['chance']:.3f})" if r else "-" for r in floors.values()) + " |")
 
 

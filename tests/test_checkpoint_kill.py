@@ -25,7 +25,8 @@ SMALL = ["--bits=8", "--feature_dim=16", "--labnet_hidden=32", "--imgnet_hidden=
          "--txtnet_hidden=32", "--txt_scales=5", "--disc_hidden=16", "--attention_dim=8",
          "--batch_size=32", "--num_query=64", "--num_train=256", "--num_val=64",
          "--verbosity=-1", "--epochs=2", "--deterministic",
-         "--min_pass_steps=0", "--lab_passes=1"]  # the loop's mechanics, not its quality
+         "--min_pass_steps=0", "--lab_passes=1",
+         "--norefit"]  # the loop's mechanics, not its quality
 
 WRAPPER = r'''
 import os, runpy, sys, time

@@ -12,7 +12,8 @@ from udsph_tf.modes.train import train_and_evaluate
 from udsph_tf.training.testing import shared_strategy
 
 SMALL = dict(labnet_hidden=512, imgnet_hidden=512, txtnet_hidden=512, attention="none",
-             progress=False, keep_checkpoints=1, min_pass_steps=40)  # the test's budget
+             progress=False, keep_checkpoints=1, min_pass_steps=40,  # the test's budget
+             refit=False)
 
 
 def _component_grad_norms(config, n_train=600, batch=64):

@@ -81,7 +81,8 @@ def test_collapse_stats_and_warnings():
 
 SMALL = dict(labnet_hidden=1024, imgnet_hidden=1024, txtnet_hidden=1024, progress=False,
              keep_checkpoints=1, attention="none",
-             min_pass_steps=40)  # the tests' budget: a few hundred steps, not the default's
+             min_pass_steps=40,  # the tests' budget: a few hundred steps, not the default's
+             refit=False)
 
 
 @pytest.mark.slow

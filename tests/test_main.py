@@ -18,7 +18,8 @@ SMALL = ["--bits=8", "--feature_dim=16", "--labnet_hidden=32", "--imgnet_hidden=
          "--txtnet_hidden=32", "--txt_scales=5", "--disc_hidden=16", "--attention_dim=8",
          "--batch_size=32", "--num_query=64", "--num_train=256", "--num_val=64",
          "--noprogress", "--verbosity=-1",
-         "--min_pass_steps=0", "--lab_passes=1"]  # the loop's mechanics, not its quality
+         "--min_pass_steps=0", "--lab_passes=1",
+         "--norefit"]  # the loop's mechanics, not its quality
 
 
 def _env():
@@ -69,7 +70,7 @@ def test_mirflickr_with_real_labels_and_tags_and_a_feature_file(tmp_path, mirfli
                  "--epochs=1", "--feature_dim=16", "--labnet_hidden=32", "--imgnet_hidden=32",
                  "--txtnet_hidden=32", "--disc_hidden=16", "--attention_dim=8",
                  "--batch_size=128", "--num_train=256", "--num_val=64", "--noprogress",
-                 "--verbosity=-1", timeout=600)
+                 "--verbosity=-1", "--norefit", timeout=600)
     assert "test MAP@all (32 bits, 2000 queries" in proc.stdout
     m = _metrics(tmp_path / "run")
     assert m["dataset"] == "mirflickr" and m["split_sizes"]["database"] == 18015

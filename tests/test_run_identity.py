@@ -333,8 +333,8 @@ def test_exports_are_stamped_and_search_refuses_other_or_stale_ones(tmp_path):
     with pytest.raises(errors.ConfigError) as err:
         _search(a, exports)
     assert str(err.value) == (
-        f"{image_dir}: exported from best-{step} (step {step}), but the run's selected "
-        f"checkpoint is now best-{step + 7} (step {step + 7}); re-export: {reexport}")
+        f"{image_dir}: exported from best-{step} (step {step}), but the run's model is now "
+        f"best-{step + 7} (step {step + 7}); re-export: {reexport}")
     export_from_checkpoint(Config(mode="export", workdir=str(a), export_dir=str(exports)),
                            data=tiny_data())
     assert _search(a, exports).code_source.startswith("exported version 2")

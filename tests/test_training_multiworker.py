@@ -16,7 +16,7 @@ ARGS = ["--bits=8", "--feature_dim=16", "--labnet_hidden=32", "--imgnet_hidden=3
         "--batch_size=32", "--num_query=64", "--num_train=256", "--num_val=64", "--epochs=1",
         "--noprogress", "--verbosity=-1",
         # One pass of each network = the full batches of each worker's shard (asserted).
-        "--min_pass_steps=0", "--lab_passes=1"]
+        "--min_pass_steps=0", "--lab_passes=1", "--norefit"]
 
 
 def _free_ports(n):

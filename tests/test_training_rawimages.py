@@ -85,10 +85,11 @@ def test_frozen_cache_gives_what_the_backbone_gives_each_step(tmp_path, monkeypa
 
 @pytest.mark.slow  # ~40 s: two 1-epoch runs, one fine-tuning Lite0
 def test_frozen_and_fine_tuned_runs_end_to_end(tmp_path):
-    frozen = _trainer(tmp_path, "frozen")
+    frozen = _trainer(tmp_path, "frozen", refit=True)  # the refit reuses the cached outputs
     m = train_and_test(frozen)
     saved = json.loads((tmp_path / "frozen" / "metrics.json").read_text())
     assert saved["test"]["map_i2t"] == pytest.approx(m["test"]["map_i2t"])
+    assert m["test"]["model"] == "refit" and m["refit"]["train_rows"] == N - 8
     assert 0.0 < m["test"]["map_i2t"] <= 1.0 and 0.0 < m["test"]["map_t2i"] <= 1.0
 
     tuned = _trainer(tmp_path, "tuned", fine_tune=True, augment=True)  # augmented batches too

@@ -196,6 +196,13 @@ class Config:
                            "beaten the best score (0: train every --epochs). The selected "
                            "checkpoint is the one a full run would have selected up to there; "
                            "without a validation split a run never stops early.")
+    refit: bool = _field(True, "After the selection, train again from scratch on every "
+                         "training row (the validation rows too) for the selected number of "
+                         "epochs, in <workdir>/refit; that model is the run's (test, eval, "
+                         "export, search). On: ahead of the selected model on nested "
+                         "validation on 7 of 7 data sets (docs/training.md, Refit); it costs "
+                         "a second training of the selected length. --norefit keeps the "
+                         "selected model.")
     batch_size: int = _field(128, "Global batch size (split over replicas).")
     min_pass_steps: int = _field(80, "Fewest steps of one pass: a smaller training set is "
                                  "cycled (reshuffled) until the pass has this many steps. With "

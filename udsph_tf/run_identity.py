@@ -19,21 +19,22 @@ import numpy as np
 from udsph_tf.config import Config, config_fields
 from udsph_tf.errors import ConfigError, DataError, MissingFileError
 from udsph_tf.files import write_json
-from udsph_tf.rundir import CKPT_DIR, CKPT_NAME, METRICS_FILE, RUN_FILE
+from udsph_tf.rundir import CKPT_DIR, CKPT_NAME, METRICS_FILE, RUN_FILE, checkpoint_label
 
 RECORD_FORMAT = 1
 
 # Fields that may change between sessions of one run (a resume, eval, export, search): how
 # long and how visibly it trains, where exports go, what search asks. `workdir` may move;
 # `deterministic` only pins op kernels and changes nothing a checkpoint holds; `fused_adam`
-# applies the same Adam rule to the same slots with another kernel. Every other
+# applies the same Adam rule to the same slots with another kernel; `refit` adds a phase after
+# the selection, in its own folder (refit/), and leaves the selection as it is. Every other
 # Config field shapes the networks, the training recipe or the data, and is fixed by the
 # run's first session (docs/reliability.md, Runs that cannot be mixed up).
 BUDGET_FIELDS = (
     "mode", "workdir", "epochs", "patience", "eval_every", "keep_checkpoints", "progress",
-    "num_replicas", "deterministic", "fused_adam", "export_dir", "run_name", "export_version",
-    "query_tags", "query_image_row", "query_image_file", "top_k", "search_backend",
-    "feature_file", "cache_dir")
+    "num_replicas", "deterministic", "fused_adam", "refit", "export_dir", "run_name",
+    "export_version", "query_tags", "query_image_row", "query_image_file", "top_k",
+    "search_backend", "feature_file", "cache_dir")
 
 # Where the data lives. A moved data set may be named by other paths: the data fingerprint,
 # not the path, decides whether it is the run's data (runs recorded before run.json, which
@@ -473,8 +474,10 @@ def check_export(workdir, saved_model_dirs, reexport, run_name=""):
             raise ConfigError(
                 f"{path}: exported from an earlier training of --workdir={workdir} (run id "
                 f"{stamp['run_id'][:12]}, now {record['run_id'][:12]}); re-export: {same_name}")
-        if best_step is not None and stamp.get("checkpoint_step") != best_step:
+        exported = checkpoint_label(stamp.get("checkpoint") or "?")
+        if best_step is not None and (stamp.get("checkpoint_step") != best_step
+                                      or exported != checkpoint_label(best)):
             raise ConfigError(
-                f"{path}: exported from {os.path.basename(stamp.get('checkpoint') or '?')} "
-                f"(step {stamp.get('checkpoint_step')}), but the run's selected checkpoint is "
-                f"now {os.path.basename(best)} (step {best_step}); re-export: {same_name}")
+                f"{path}: exported from {exported} (step {stamp.get('checkpoint_step')}), but "
+                f"the run's model is now {checkpoint_label(best)} (step {best_step}); "
+                f"re-export: {same_name}")

@@ -9,6 +9,8 @@
     curves_*.png    precision-recall and precision@N curves of the test
     train/, eval/   TensorBoard events
     codes/          --mode=search's cached code databases of an unexported run
+    refit/          --refit: a run directory of its own (the same layout) that trains again
+                    on every training row for the selected epochs; its best/ is the run's model
 """
 
 import json
@@ -23,10 +25,19 @@ METRICS_FILE = "metrics.json"
 CURVES_PREFIX = {"i2t": "curves_i2t", "t2i": "curves_t2i"}
 SUMMARY_DIRS = ("train", "eval")
 CODES_DIR = "codes"
+REFIT_DIR = "refit"
 
 
 def path(workdir, name):
     return os.path.join(workdir, name)
+
+
+def checkpoint_label(checkpoint):
+    """A checkpoint's name for stamps and caches: "best-N", or "refit/best-N" for a refit's
+    (whose step count may equal the selection's)."""
+    name = os.path.basename(checkpoint)
+    run_dir = os.path.dirname(os.path.dirname(os.path.normpath(checkpoint)))
+    return f"{REFIT_DIR}/{name}" if os.path.basename(run_dir) == REFIT_DIR else name
 
 
 def read_history(workdir):

@@ -68,11 +68,16 @@ def summary_line(metrics):
     t, floor, chance = metrics["test"], metrics.get("linear_floor"), metrics["chance"]
     floor_text = (f"linear floor {floor['map_i2t']:.4f} / {floor['map_t2i']:.4f}; "
                   if floor else "")
+    refit = metrics.get("refit")
+    refit_text = (f"refit ({refit['epochs']} epochs on {refit['train_rows']} rows; the selected "
+                  f"model: {refit['selected_model_test']['map_i2t']:.4f} / "
+                  f"{refit['selected_model_test']['map_t2i']:.4f}); " if refit else "")
     return (f"test MAP@all ({metrics['bits']} bits, {t['n_queries']} queries, split seed "
             f"{metrics['split_seed']}): I->T {t['map_i2t']:.4f}  T->I {t['map_t2i']:.4f}  "
             f"(tie-aware {t['map_i2t_expected']:.4f} / {t['map_t2i_expected']:.4f}); "
-            f"{floor_text}chance: random codes {chance['map_random_codes_i2t']:.4f}, label "
-            f"base rate {chance['label_base_rate']:.4f}; distinct database codes img "
+            f"{refit_text}{floor_text}chance: random codes "
+            f"{chance['map_random_codes_i2t']:.4f}, label base rate "
+            f"{chance['label_base_rate']:.4f}; distinct database codes img "
             f"{t['distinct_codes']['image_database']} txt "
             f"{t['distinct_codes']['text_database']}")
 

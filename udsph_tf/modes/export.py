@@ -13,7 +13,7 @@ import sys
 
 import tensorflow as tf
 
-from udsph_tf import run_identity
+from udsph_tf import rundir, run_identity
 from udsph_tf.data.splits import data_and_split
 from udsph_tf.errors import ConfigError
 from udsph_tf.export.codes import RunEncoders, build_database
@@ -41,7 +41,7 @@ class LoadedRun:
 
     def encoders(self):
         return RunEncoders(self.imgnet, self.txtnet,
-                           source=f"checkpoint:{os.path.basename(self.checkpoint)}")
+                           source=f"checkpoint:{rundir.checkpoint_label(self.checkpoint)}")
 
 
 def load_run(config, data=None, split=None):

@@ -19,6 +19,7 @@ from udsph_tf.models.backbones import build_backbone
 from udsph_tf.models.backbones.cached import backbone_outputs, can_cache
 from udsph_tf.modes.evaluate import test
 from udsph_tf.training.strategy import make_strategy
+from udsph_tf.training.refit import RefitModel, make_refit_trainer
 from udsph_tf.training.task import Task
 from udsph_tf.training.trainer import Trainer
 
@@ -42,10 +43,24 @@ def train_and_test(trainer):
     run_identity.start_training(config, trainer.task.data, trainer.task.split,
                                 write=trainer.chief)
     history = trainer.run()
+    refit = run_refit(trainer) if config.refit else None
     metrics = test(trainer.task, trainer.ckpt, history, train_seconds=time.time() - start,
-                   summaries=trainer.summaries)
+                   summaries=trainer.summaries, refit=refit)
     trainer.cleanup()
     return metrics
+
+
+def run_refit(trainer):
+    """The --refit phase after the selection (resumed where it stopped), as a RefitModel
+    for test(); None when there is nothing to refit."""
+    refit = make_refit_trainer(trainer)
+    if refit is None:
+        return None
+    run_identity.start_training(refit.config, refit.task.data, refit.task.split,
+                                write=refit.chief)
+    history = refit.run()
+    refit.cleanup()
+    return RefitModel(refit.task, refit.ckpt, history)
 
 
 def make_trainer(config, strategy=None, data=None, split=None, image_size=None):

@@ -21,7 +21,7 @@ import tensorflow as tf
 from google.protobuf.message import DecodeError
 
 from udsph_tf.errors import MissingFileError, UserError
-from udsph_tf.rundir import BEST_DIR, BEST_NAME, CKPT_DIR, CKPT_NAME
+from udsph_tf.rundir import BEST_DIR, BEST_NAME, CKPT_DIR, CKPT_NAME, REFIT_DIR
 
 # What an unreadable (truncated, damaged, missing) checkpoint raises on restore: a truncated
 # .data file gives IndexError("Read less bytes than requested"), a bad .index or a checksum
@@ -283,9 +283,17 @@ class RunCheckpoint:
         return round(seconds, 3)
 
 
+def model_root(workdir):
+    """Where the run's model lives: <workdir>/refit once a --refit phase has finished (its
+    best/ is written at its last epoch only), else the workdir itself."""
+    refit = os.path.join(workdir, REFIT_DIR)
+    return refit if tf.train.latest_checkpoint(os.path.join(refit, BEST_DIR)) else workdir
+
+
 def selected_checkpoint(workdir):
-    """Path of the selected (best validation) checkpoint the trainer keeps under workdir."""
-    best_dir = os.path.join(workdir, BEST_DIR)
+    """Path of the run's model: the finished refit's weights (--refit), else the selected
+    (best validation) checkpoint the trainer keeps under workdir."""
+    best_dir = os.path.join(model_root(workdir), BEST_DIR)
     path = tf.train.latest_checkpoint(best_dir)
     if not path:
         # No --workdir prefix: run_identity.require_trained_run adds it (a prefix here would print it twice).

@@ -47,7 +47,7 @@ class Task:
     """data/split: the run's rows (raw-image runs: in-memory pixels or cached backbone outputs,
     `raw` a data.raw_images.RawImageInput); strategy: where the variables live."""
 
-    def __init__(self, config, strategy, data, split, raw=None, training=True):
+    def __init__(self, config, strategy, data, split, raw=None, training=True, announce=True):
         self.config, self.strategy, self.raw = config, strategy, raw
         self.training = training
         self.networks = schedule.active_networks(config)  # the ones with an optimizer
@@ -69,13 +69,14 @@ class Task:
                                   f"{config.patience}")
         self.input_spec = input_spec_for(config, self.train_data, raw=raw is not None)
         self.attention = attention_mode(config, self.input_spec)  # metrics.json "attention"
-        if training and self.attention == ATTENTION_SKIPPED:
+        # announce=False: a second Task on the same data (--refit) says nothing new.
+        if training and announce and self.attention == ATTENTION_SKIPPED:
             print(f"attention: {ATTENTION_SKIPPED}: --attention={config.attention} needs the "
                   "words of a bag-of-words text and this text is dense, so this run trains "
                   "without the attention terms, as --attention=none would", file=sys.stderr,
                   flush=True)
         for warning in degenerate_inputs(data.name, None if raw else self.train_data.images,
-                                         self.train_data.tags):
+                                         self.train_data.tags) if announce else ():
             print(f"WARNING: {warning}", file=sys.stderr, flush=True)
         # --mixed_precision, before any model is built (Keras's policy is process-wide, so
         # every Task sets it, evaluation's included).

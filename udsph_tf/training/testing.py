@@ -51,6 +51,7 @@ def tiny_config(workdir, **changes):
     # One pass of full batches per network: these runs test the loop, not learning quality.
     changes.setdefault("min_pass_steps", 0)
     changes.setdefault("lab_passes", 1)
+    changes.setdefault("refit", False)  # no second training phase (tests/test_refit.py)
     return replace(base, **changes)
 
 

@@ -41,12 +41,14 @@ class Trainer:
         self.ckpt = RunCheckpoint(self.save_root, task.models, task.optimizers, task.buffers,
                                   task.split.seed, keep=config.keep_checkpoints)
         self.summaries = Summaries(config.workdir, enabled=self.chief)
+        self.phase_name = ""  # "refit " for the --refit phase's Trainer (its log lines)
 
     def train_epoch(self, epoch):
         """One epoch of the alternating schedule; returns mean logged losses per network."""
         c, task = self.config, self.task
         rates = task.set_learning_rates(epoch)
-        bar = Progress(len(self.phases) * task.steps_per_pass, f"epoch {epoch + 1}/{c.epochs}",
+        bar = Progress(len(self.phases) * task.steps_per_pass,
+                       f"{self.phase_name}epoch {epoch + 1}/{c.epochs}",
                        enabled=c.progress and self.chief)
         sums, seconds = {}, {}
         for number, phase in enumerate(self.phases):
@@ -166,7 +168,7 @@ class Trainer:
             entry["checkpoint_seconds"] += self.ckpt.take_write_seconds()  # + ckpt/ write
             if self.chief:
                 write_json(history_file, history)
-            _log(f"epoch {epoch + 1}/{c.epochs}: " + " ".join(
+            _log(f"{self.phase_name}epoch {epoch + 1}/{c.epochs}: " + " ".join(
                 f"{net}={v:.4g}" for net, v in entry["loss"].items())
                 + (f" val MAP i2t={entry['val']['map_i2t']:.4f} t2i={entry['val']['map_t2i']:.4f}"
                    if "val" in entry else ""))
