@@ -276,6 +276,7 @@ def main():
                         f.write(json.dumps(r) + "\n")
                 shutil.rmtree(workdir, ignore_errors=True)
 
+    what = "validation (nested)" if args.protocol == "nested" else "test"
     print(f"\n{args.bits} bits, seeds {args.seeds}; cells: validation score ({what} I->T / "
           "T->I)")
     print("| recipe | mean val | " + " | ".join(args.datasets) + " |")
@@ -295,7 +296,6 @@ def main():
         rows.append((statistics.mean(vals) if vals else 0.0, name, cells))
     for mean_val, name, cells in sorted(rows, reverse=True):
         print(f"| {name} | {mean_val:.4f} | " + " | ".join(cells) + " |")
-    what = "validation (nested)" if args.protocol == "nested" else "test"
     refits = [r for r in runs if r.get("selected_i2t") is not None]
     if refits:
         print(f"\n--refit, {what} MAP I->T / T->I: the selected model and the refit of the "
