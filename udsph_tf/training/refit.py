@@ -25,8 +25,8 @@ RefitModel = collections.namedtuple("RefitModel", "task ckpt history")
 
 def refit_config(config, epochs):
     """The refit's config: every training row, `epochs` epochs, no stopping, in refit/."""
-    return replace(config, workdir=rundir.path(config.workdir, rundir.REFIT_DIR),
-                               num_val=0, epochs=int(epochs), patience=0, refit=False)
+    return replace(config, workdir=rundir.path(config.workdir, rundir.REFIT_DIR), num_val=0,
+                   epochs=int(epochs), patience=0, refit=False)
 
 
 def skip_reason(split, best_epoch):
