@@ -39,6 +39,20 @@ def test_mirflickr730_preset_keeps_the_budget_its_results_were_measured_with():
         run_results.config_from_flagfile(REPO_ROOT / "flags" / "nope.cfg")
 
 
+def test_recipe_sweep_runs_mirflickr730_at_the_flagfiles_budget():
+    # The README's MIRFlickr-730 grid comes from bench/recipe_sweep.py: every field it sets for
+    # the data set (but the data folder, which it finds beside the checkout) is the flagfile's.
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("recipe_sweep",
+                                                  REPO_ROOT / "bench" / "recipe_sweep.py")
+    recipe_sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe_sweep)
+    cfg = _config_from_flagfile("mirflickr730")
+    fields = {k: v for k, v in recipe_sweep.DATASETS["mirflickr730"].items() if k != "data_dir"}
+    assert fields == {k: getattr(cfg, k) for k in fields}
+    assert cfg.fused_adam  # the speed setting of the 3-minute figure (README, results)
+
+
 def test_mirflickr730_preset_loads_from_the_repository_root(mirflickr_dir, monkeypatch):
     from udsph_tf.data import load_dataset_from_config, split_from_config
     cfg = _config_from_flagfile("mirflickr730")

@@ -42,7 +42,9 @@ class Config:
                               "variable instead of Keras's separate element-wise ops: the same "
                               "rule, slots and checkpoints, equal to float rounding, a run may "
                               "switch it between sessions (udsph_tf/training/optimizers.py; "
-                              "time in docs/training.md, Speed). Off until measured in full runs.")
+                              "time in docs/training.md, Speed). Off by default (at MIRFlickr "
+                              "scale the whole run was no faster); flags/mirflickr730.cfg turns "
+                              "it on.")
 
     # --- data -------------------------------------------------------------------------------
     dataset: str = _field("default", "Dataset: default (embedded, generated), mirflickr, "
