@@ -47,12 +47,16 @@ def label_probabilities(model, x, num_labels, single_label):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workdir", required=True, help="a trained run directory")
+    p.add_argument("--rows", choices=("train", "all"), default="train",
+                   help="fit on the selection's training rows, or on all of them with the "
+                   "validation rows (the refit's rows)")
     args = p.parse_args()
 
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
     from sklearn.neural_network import MLPClassifier
     from sklearn.preprocessing import StandardScaler
 
@@ -64,23 +68,33 @@ def main():
     labels = data.labels.astype(np.int64)
     single = bool((labels.sum(1) == 1).all())
     tr, q, db = split.train_idx, split.query_idx, split.database_idx
+    if args.rows == "all":
+        tr = np.union1d(tr, split.val_idx)
     target = labels.argmax(1) if single else labels
     classifiers = {"MLP (256 ReLU units, 300 iterations)": lambda: MLPClassifier(
         (256,), max_iter=300, alpha=1e-3, random_state=0)}
     if single:  # scikit-learn's logistic regression takes one class per row
         classifiers = {"logistic regression": lambda: LogisticRegression(max_iter=2000),
                        **classifiers}
+    else:  # one per label; a label present in every training row or none would fail it
+        varied = (0 < labels[tr].sum(0)).all() and (labels[tr].sum(0) < len(tr)).all()
+        if varied:
+            classifiers = {"logistic regression, one per label": lambda: OneVsRestClassifier(
+                LogisticRegression(max_iter=2000)), **classifiers}
     rows = []
     for side, x in (("image", data.images), ("text", data.tags)):
         x = np.asarray(x, np.float64).reshape(len(x), -1)
         scaler = StandardScaler().fit(x[tr])
-        x_train, x_query = scaler.transform(x[tr]), scaler.transform(x[q])
-        for name, make in classifiers.items():
-            model = make().fit(x_train, target[tr])
-            probs = label_probabilities(model, x_query, labels.shape[1], single)
-            rows.append((f"{side} query, {name}",
-                         ranking_map(share_probability(probs, labels[db]), labels[q],
-                                     labels[db])))
+        inputs = {"": (scaler.transform(x[tr]), scaler.transform(x[q]))}
+        if side == "text" and x.min() >= 0:  # a bag of words also as it is (the run's input)
+            inputs[" (raw counts)"] = (x[tr], x[q])
+        for suffix, (x_train, x_query) in inputs.items():
+            for name, make in classifiers.items():
+                model = make().fit(x_train, target[tr])
+                probs = label_probabilities(model, x_query, labels.shape[1], single)
+                rows.append((f"{side} query{suffix}, {name}",
+                             ranking_map(share_probability(probs, labels[db]), labels[q],
+                                         labels[db])))
     rows += [("the run: image -> text (Hamming)", test["map_i2t"]),
              ("the run: text -> image (Hamming)", test["map_t2i"])]
     print_table(f"{args.workdir}: {config.dataset}, {'single' if single else 'multi'}-label, "

@@ -210,3 +210,32 @@ def test_fused_run_resumes_and_keras_checkpoint_resumes_fused(tmp_path):
             continue  # the object graph; v: 1.3e-5 relative by construction (test above)
         np.testing.assert_allclose(d[k], a[k], rtol=1e-4, atol=1e-5, err_msg=k)
     assert mixed["test"]["map_i2t"] == pytest.approx(full["test"]["map_i2t"], abs=0.02)
+
+
+def test_weight_decay_is_decoupled_and_the_same_fused_or_not(tmp_path):
+    """--txt_weight_decay: w -= lr * decay * w before each Adam update (AdamW), in Keras's
+    apply, so the fused update keeps it; only TxtNet's optimizer gets it."""
+    keras_w, _, _ = _train(fused=False, weight_decay=0.5)
+    fused_w, _, _ = _train(fused=True, weight_decay=0.5)
+    plain_w, _, _ = _train(fused=False)
+    init, grads = _problem()
+    w = [x.astype(np.float64) for x in init]
+    m = [np.zeros_like(x) for x in w]
+    v = [np.zeros_like(x) for x in w]
+    for t, gs in enumerate(grads, start=1):
+        rate = 1e-2 if t <= STEPS // 2 else 3e-3
+        alpha = rate * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t)
+        for i, g in enumerate(gs):
+            w[i] -= rate * 0.5 * w[i]
+            m[i] += (g - m[i]) * 0.1
+            v[i] += (g * g - v[i]) * (1 - 0.999)
+            w[i] -= alpha * m[i] / (np.sqrt(v[i]) + 1e-7)
+    for a, b, c, plain in zip(keras_w, fused_w, w, plain_w):
+        _close(a, c, 1e-5, "keras with decay vs the float64 rule")
+        _close(b, c, 1e-5, "fused with decay vs the float64 rule")
+        assert np.abs(a - plain).max() > 1e-4  # the decay did something
+    task = make_trainer(tiny_config(tmp_path, txt_weight_decay=0.01, attention="none"),
+                        strategy=shared_strategy(1), data=tiny_data(), split=tiny_split()).task
+    decays = {net: _inner(opt).weight_decay for net, opt in task.optimizers.items()}
+    assert decays.pop("txtnet") == pytest.approx(0.01)
+    assert set(decays.values()) == {None}

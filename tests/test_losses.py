@@ -191,6 +191,35 @@ def test_labnet_and_modality_loss_weighted_sums():
         losses.modality_loss(out, labels, s, fbuf, hbuf, b, att=att)
 
 
+def test_per_bit_hash_theta_equals_fixed_at_32_bits_and_scales_with_the_length():
+    assert losses.hash_theta_scale("fixed", 64) == 0.5
+    assert losses.hash_theta_scale("per_bit", 32) == 0.5
+    assert losses.hash_theta_scale("per_bit", 64) == 0.25
+    assert losses.hash_theta_scale("per_bit", 16) == 1.0
+    with pytest.raises(ValueError, match="hash_theta"):
+        losses.hash_theta_scale("sqrt", 32)
+    rng = np.random.default_rng(5)
+    h = tf.constant(np.sign(rng.normal(size=(3, 64))), tf.float32)
+    buf = tf.constant(np.sign(rng.normal(size=(4, 64))), tf.float32)
+    s = tf.constant(rng.integers(0, 2, (3, 4)), tf.float32)
+    # Theta = 0.25 h.h' is the fixed rule's 0.5 on h / 2.
+    np.testing.assert_allclose(losses.pairwise_nll(h, buf, s, scale=0.25).numpy(),
+                               losses.pairwise_nll(h / 2, buf, s).numpy(), rtol=1e-6)
+    # The scale reaches the code terms only: the feature term keeps SSAH's 0.5.
+    out = {"feature": h, "hash": h, "label_pred": tf.zeros((3, 2))}
+    labels = tf.zeros((3, 2))
+    w = losses.LossWeights(balance=0.0, cross_pair=1.0)
+    got = losses.modality_loss(out, labels, s, buf, buf, h, cross_buffer=buf, weights=w,
+                               hash_scale=0.25)
+    ref = losses.modality_loss(out, labels, s, buf, buf, h, cross_buffer=buf, weights=w)
+    np.testing.assert_allclose(got["feature_pair"].numpy(), ref["feature_pair"].numpy())
+    for term in ("hash_pair", "cross_pair"):
+        np.testing.assert_allclose(got[term].numpy(),
+                                   losses.pairwise_nll(h, buf, s, scale=0.25).numpy(), rtol=1e-6)
+    lab = losses.labnet_loss(out, labels, s, buf, buf, h, weights=w, hash_scale=0.25)
+    np.testing.assert_allclose(lab["hash_pair"].numpy(), got["hash_pair"].numpy(), rtol=1e-6)
+
+
 def test_bit_balance_gradient_is_that_of_the_squared_batch_mean():
     h = tf.Variable(np.random.default_rng(3).uniform(-1, 1, (6, 5)).astype(np.float32))
     with tf.GradientTape(persistent=True) as tape:

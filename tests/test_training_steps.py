@@ -220,3 +220,20 @@ def test_tag_dropout_steps_on_two_replicas(tmp_path):
     assert np.isfinite(float(logs["total"]))
     after = [w.numpy() for w in two.models["txtnet"].trainable_weights]
     assert any(not np.array_equal(a, b) for a, b in zip(before, after))
+
+
+def test_per_bit_hash_theta_reaches_the_labnet_step(tmp_path):
+    """--hash_theta=per_bit: the step's logged code likelihood is the one of Theta = 16/K h.h'
+    against the buffer (K = 8 here, so 2 h.h' instead of 0.5 h.h')."""
+    from udsph_tf import losses as L
+    rows = np.arange(GLOBAL_BATCH)
+    t = _trainer(tmp_path, _cpus()[:1], hash_theta="per_bit", attention="none")
+    assert t.steps.hash_scale == 16.0 / 8
+    labels = tf.constant(t.train_data.labels[rows], tf.float32)
+    h = t.models["labnet"](labels, training=True)["hash"]
+    s = L.similarity(labels, t.steps.train_labels)
+    buf = t.buffers["lab_H"].numpy()
+    logs = t.steps.step("labnet")(_distribute(t.strategy, _batch(t, rows)))
+    for scale, same in ((2.0, True), (0.5, False)):
+        expected = float(tf.reduce_mean(L.pairwise_nll(h, buf, s, scale=scale)))
+        assert np.isclose(float(logs["hash_pair"]), expected, rtol=1e-4) == same, scale

@@ -13,6 +13,7 @@ import tensorflow as tf
 from udsph_tf.config import Config
 
 PAIRWISE_FORMS = ("likelihood", "ssah_squared")
+HASH_THETAS = ("fixed", "per_bit")
 _CONFIG_DEFAULTS = Config()  # the weights' defaults are the flags' (written once, in config.py)
 
 
@@ -45,15 +46,31 @@ def _pairwise_from_theta(theta, s, form):
     raise ValueError(f"pairwise form must be one of {PAIRWISE_FORMS}, got {form!r}")
 
 
-def pairwise_nll(x, y_buffer, s, form="likelihood"):
-    """Per-anchor (n,) mean over the buffer of the pairwise term on Theta = 0.5 * x @ y^T.
+def hash_theta_scale(kind, bits):
+    """The factor c of Theta = c * h @ h'^T in the code (hash) likelihoods (--hash_theta).
+
+    fixed: 0.5 (SSAH, DCMH) at every length, so Theta spans +-K/2 and the term's sharpness and
+    its weight against the per-bit quantisation grow with K. per_bit: 16 / K, equal to 0.5 at
+    32 bits (where the loss weights were chosen) and the same Theta per fraction of bits
+    agreeing at every length.
+    """
+    if kind == "fixed":
+        return 0.5
+    if kind == "per_bit":
+        return 16.0 / float(bits)
+    raise ValueError(f"hash_theta must be one of {HASH_THETAS}, got {kind!r}")
+
+
+def pairwise_nll(x, y_buffer, s, form="likelihood", scale=0.5):
+    """Per-anchor (n,) mean over the buffer of the pairwise term on Theta = scale * x @ y^T.
 
     x (n, k) anchors, y_buffer (N, k), s (n, N) 0/1. form "likelihood" is the negative
     log-likelihood log(1 + e^Theta) - S Theta (SSAH paper, DCMH); "ssah_squared" is the
-    squared error of SSAH's released code, an option only.
+    squared error of SSAH's released code, an option only. scale: 0.5 as in SSAH, or
+    hash_theta_scale's for codes.
     """
     x = tf.cast(x, tf.float32)
-    theta = 0.5 * tf.matmul(x, tf.cast(y_buffer, tf.float32), transpose_b=True)
+    theta = scale * tf.matmul(x, tf.cast(y_buffer, tf.float32), transpose_b=True)
     return tf.reduce_mean(_pairwise_from_theta(theta, tf.cast(s, tf.float32), form), axis=1)
 
 
@@ -172,7 +189,7 @@ def _with_balance(terms, w, h, weights, batch_mean=None):
 
 
 def labnet_loss(outputs, labels, s, feature_buffer, hash_buffer, b,
-                weights=LossWeights(), form="likelihood", batch_mean=None):
+                weights=LossWeights(), form="likelihood", batch_mean=None, hash_scale=0.5):
     """LabNet: alpha J(F_l, F_l buffer) + gamma J(H_l, H_l buffer) + beta ||B - H_l||^2
     + eta ||L - L_hat||^2; a dict of per-anchor components ("feature_pair", "hash_pair",
     "quantization", "label") and their weighted "total".
@@ -182,7 +199,7 @@ def labnet_loss(outputs, labels, s, feature_buffer, hash_buffer, b,
     """
     terms = {
         "feature_pair": pairwise_nll(outputs["feature"], feature_buffer, s, form),
-        "hash_pair": pairwise_nll(outputs["hash"], hash_buffer, s, form),
+        "hash_pair": pairwise_nll(outputs["hash"], hash_buffer, s, form, hash_scale),
         "quantization": quantization(b, outputs["hash"]),
         "label": label_prediction(labels, outputs["label_pred"]),
     }
@@ -195,7 +212,7 @@ def labnet_loss(outputs, labels, s, feature_buffer, hash_buffer, b,
 def modality_loss(outputs, labels, s, feature_buffer, hash_buffer, b, fake_logits=None,
                   att=None, att_s=None, h_other=None, weights=LossWeights(),
                   form="likelihood", theta_scale=5.0, consistency=1.0, cross_buffer=None,
-                  batch_mean=None):
+                  batch_mean=None, hash_scale=0.5):
     """ImgNet/TxtNet: alpha J(F_l buf, F_m) + gamma J(H_l buf, H_m) + beta ||B - H_m||^2
     + eta ||L - L_hat_m||^2 + delta adv(D_m(F_m) -> real) + mu J_att.
 
@@ -213,7 +230,7 @@ def modality_loss(outputs, labels, s, feature_buffer, hash_buffer, b, fake_logit
     if feature_buffer is not None:
         terms["feature_pair"] = pairwise_nll(outputs["feature"], feature_buffer, s, form)
         w["feature_pair"] = weights.alpha
-    terms["hash_pair"] = pairwise_nll(outputs["hash"], hash_buffer, s, form)
+    terms["hash_pair"] = pairwise_nll(outputs["hash"], hash_buffer, s, form, hash_scale)
     w["hash_pair"] = weights.gamma
     terms["quantization"] = quantization(b, outputs["hash"])
     w["quantization"] = weights.beta
@@ -229,7 +246,7 @@ def modality_loss(outputs, labels, s, feature_buffer, hash_buffer, b, fake_logit
                                             theta_scale, consistency, form)
         w["attention"] = weights.mu
     if cross_buffer is not None and weights.cross_pair:
-        terms["cross_pair"] = pairwise_nll(outputs["hash"], cross_buffer, s, form)
+        terms["cross_pair"] = pairwise_nll(outputs["hash"], cross_buffer, s, form, hash_scale)
         w["cross_pair"] = weights.cross_pair
     _with_balance(terms, w, outputs["hash"], weights, batch_mean)
     return _with_total(terms, w)

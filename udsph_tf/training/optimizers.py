@@ -56,11 +56,13 @@ class FusedAdam(keras.optimizers.Adam):
             use_locking=False)
 
 
-def make_optimizer(net, learning_rate, fused=False, loss_scale=False):
+def make_optimizer(net, learning_rate, fused=False, loss_scale=False, weight_decay=0.0):
     """The Adam of network `net` (call under the strategy's scope). fused: FusedAdam (same
-    rule, same slots); loss_scale: wrapped in Keras's LossScaleOptimizer (mixed_float16)."""
+    rule, same slots); loss_scale: wrapped in Keras's LossScaleOptimizer (mixed_float16);
+    weight_decay: Keras's decoupled decay (AdamW: w -= lr * weight_decay * w before each
+    update, in the base class's apply, so the fused update keeps it)."""
     cls = FusedAdam if fused else keras.optimizers.Adam
-    opt = cls(learning_rate=learning_rate, name=f"adam_{net}")
+    opt = cls(learning_rate=learning_rate, name=f"adam_{net}", weight_decay=weight_decay or None)
     if loss_scale:
         opt = keras.optimizers.LossScaleOptimizer(opt, name=f"scaled_{net}")
     return opt

@@ -71,6 +71,7 @@ class TrainSteps:
         self.train_labels = tf.constant(train_labels, tf.float32)
         self.global_batch_size = int(global_batch_size)
         self.weights = L.LossWeights.from_config(config)
+        self.hash_scale = L.hash_theta_scale(config.hash_theta, config.bits)
         self._steps = {}
 
     # --- variables each step trains ------------------------------------------------------
@@ -188,7 +189,8 @@ class TrainSteps:
                 out, labels, s, tf.stop_gradient(self.buffers["lab_F"]),
                 tf.stop_gradient(self.buffers["lab_H"]), b_rows, weights=self.weights,
                 form=self.config.pairwise_form,
-                batch_mean=self._global_mean(out["hash"]) if self.weights.balance else None)
+                batch_mean=self._global_mean(out["hash"]) if self.weights.balance else None,
+                hash_scale=self.hash_scale)
             loss = scale_to_global(comps["total"], self.global_batch_size)
         self._apply("labnet", tape, loss)
         return {"logs": self._finish(comps), "index": index,
@@ -276,7 +278,8 @@ class TrainSteps:
                 weights=self.weights, form=self.config.pairwise_form,
                 theta_scale=self.config.attention_theta_scale,
                 consistency=self.config.attention_consistency, cross_buffer=cross,
-                batch_mean=self._global_mean(out["hash"]) if self.weights.balance else None)
+                batch_mean=self._global_mean(out["hash"]) if self.weights.balance else None,
+                hash_scale=self.hash_scale)
             loss = scale_to_global(comps["total"], self.global_batch_size)
         self._apply(network, tape, loss)
         if self.config.adversarial and self.config.disc_schedule == "step":

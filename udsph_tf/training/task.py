@@ -67,6 +67,9 @@ class Task:
             if config.patience < 0:
                 raise ConfigError(f"--patience: must be >= 0 (0 trains every epoch), got "
                                   f"{config.patience}")
+            if not 0.0 <= config.txt_weight_decay < float("inf"):
+                raise ConfigError(f"--txt_weight_decay: must be a finite number >= 0 (0 is "
+                                  f"off), got {config.txt_weight_decay}")
         self.input_spec = input_spec_for(config, self.train_data, raw=raw is not None)
         self.attention = attention_mode(config, self.input_spec)  # metrics.json "attention"
         # announce=False: a second Task on the same data (--refit) says nothing new.
@@ -153,7 +156,8 @@ class Task:
             for net in self.networks:
                 self.optimizers[net] = make_optimizer(
                     net, schedule.learning_rate(c, net, 0), fused=c.fused_adam,
-                    loss_scale=loss_scale)
+                    loss_scale=loss_scale,
+                    weight_decay=c.txt_weight_decay if net == "txtnet" else 0.0)
             n, k, f = self.n_train, c.bits, c.feature_dim
             names = MODALITY_BUFFERS + (LAB_BUFFERS if c.label_net else ())
             self.buffers = {name: tf.Variable(tf.zeros([n, f if name.endswith("F") else k]),
