@@ -66,6 +66,23 @@ def load_run(workdir):
     return config, data, split, Task(config, make_strategy(1), data, split, raw, training=False)
 
 
+def kept_epochs(workdir, task, networks=("imgnet", "txtnet")):
+    """Yield each epoch whose rolling checkpoint the run kept (--keep_checkpoints), oldest
+    first, with `networks` of `task` restored from it; SystemExit when fewer than two."""
+    import tensorflow as tf
+
+    state = tf.train.get_checkpoint_state(os.path.join(workdir, "ckpt"))
+    prefixes = list(state.all_model_checkpoint_paths) if state is not None else []
+    if len(prefixes) < 2:
+        raise SystemExit(f"{workdir}/ckpt: {len(prefixes)} checkpoint(s) kept; train with "
+                         "--keep_checkpoints at least the number of epochs")
+    for prefix in prefixes:
+        epoch = int(tf.train.load_checkpoint(prefix).get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE"))
+        tf.train.Checkpoint(**{f"model_{n}": task.models[n] for n in networks}) \
+            .restore(prefix).expect_partial()
+        yield epoch
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workdir", required=True, help="a trained run directory")

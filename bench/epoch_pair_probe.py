@@ -63,31 +63,21 @@ def main():
                    "checkpoint (--keep_checkpoints >= --epochs)")
     args = p.parse_args()
 
-    import tensorflow as tf
-    from code_oracles import load_run  # the run's config, data, split and networks, one rule
+    from code_oracles import kept_epochs, load_run  # one rule for the run and its epochs
     from udsph_tf.codes import to_codes
     from udsph_tf.evaluation.metrics import mean_average_precision
 
     _, data, split, task = load_run(args.workdir)
-    state = tf.train.get_checkpoint_state(os.path.join(args.workdir, "ckpt"))
-    if state is None:
-        raise SystemExit(f"{args.workdir}/ckpt: no checkpoints")
     rows = {"val": split.val_idx, "rest": np.setdiff1d(split.database_idx, split.val_idx),
             "query": split.query_idx, "database": split.database_idx}
     if len(rows["val"]) == 0:
         raise SystemExit(f"{args.workdir}: the run has no validation split")
     labels = {k: data.labels[v] for k, v in rows.items()}
     img, txt = {}, {}
-    for prefix in state.all_model_checkpoint_paths:
-        epoch = int(tf.train.load_checkpoint(prefix).get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE"))
-        tf.train.Checkpoint(**{f"model_{n}": task.models[n] for n in NETWORKS}) \
-            .restore(prefix).expect_partial()
+    for epoch in kept_epochs(args.workdir, task, NETWORKS):
         codes = {k: task.encode(v) for k, v in rows.items()}
         img[epoch] = {k: to_codes(c[0]) for k, c in codes.items()}
         txt[epoch] = {k: to_codes(c[1]) for k, c in codes.items()}
-    if len(img) < 2:
-        raise SystemExit(f"{args.workdir}: {len(img)} checkpoint kept; train with "
-                         "--keep_checkpoints at least the number of epochs")
     scores = pair_scores(img, txt, labels, mean_average_precision)
     print(f"{len(img)} epochs ({min(img)}-{max(img)}), {len(scores)} pairs")
     print("| selection | image epoch | text epoch | val | test I->T | test T->I |")

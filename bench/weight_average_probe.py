@@ -28,21 +28,13 @@ def main():
                    "checkpoint (--keep_checkpoints >= --epochs)")
     args = p.parse_args()
 
-    import tensorflow as tf
-    from code_oracles import load_run  # the run's config, data, split and networks, one rule
+    from code_oracles import kept_epochs, load_run  # one rule for the run and its epochs
     from udsph_tf.codes import to_codes
     from udsph_tf.evaluation.metrics import mean_average_precision
 
     _, data, split, task = load_run(args.workdir)
-    state = tf.train.get_checkpoint_state(os.path.join(args.workdir, "ckpt"))
-    if state is None:
-        raise SystemExit(f"{args.workdir}/ckpt: no checkpoints")
-    weights = {}
-    for prefix in state.all_model_checkpoint_paths:
-        epoch = int(tf.train.load_checkpoint(prefix).get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE"))
-        tf.train.Checkpoint(**{f"model_{n}": task.models[n] for n in NETWORKS}) \
-            .restore(prefix).expect_partial()
-        weights[epoch] = {n: [w.numpy() for w in task.models[n].weights] for n in NETWORKS}
+    weights = {epoch: {n: [w.numpy() for w in task.models[n].weights] for n in NETWORKS}
+               for epoch in kept_epochs(args.workdir, task, NETWORKS)}
     epochs = sorted(weights)
     if len(epochs) < 3:
         raise SystemExit(f"{args.workdir}: {len(epochs)} checkpoints kept; train with "
