@@ -59,7 +59,10 @@ def load_run(workdir):
     from udsph_tf.training.strategy import make_strategy
     from udsph_tf.training.task import Task
 
-    with open(os.path.join(workdir, "metrics.json")) as f:
+    metrics = os.path.join(workdir, "metrics.json")
+    if not os.path.isfile(metrics):
+        raise SystemExit(f"{workdir}: no metrics.json: not a finished training run directory")
+    with open(metrics) as f:
         recorded = json.load(f)["config"]
     config = run_identity.evaluation_config(replace(Config(), **recorded))
     data, split, raw = prepare_data(config, None, None, None)
