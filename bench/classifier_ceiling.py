@@ -77,8 +77,8 @@ def main():
         classifiers = {"logistic regression": lambda: LogisticRegression(max_iter=2000),
                        **classifiers}
     else:  # one per label; a label present in every training row or none would fail it
-        varied = (0 < labels[tr].sum(0)).all() and (labels[tr].sum(0) < len(tr)).all()
-        if varied:
+        counts = labels[tr].sum(0)
+        if ((0 < counts) & (counts < len(tr))).all():
             classifiers = {"logistic regression, one per label": lambda: OneVsRestClassifier(
                 LogisticRegression(max_iter=2000)), **classifiers}
     rows = []
