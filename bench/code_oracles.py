@@ -2,13 +2,15 @@
 
     python bench/code_oracles.py --workdir runs/mirflickr730
 
-Reads the run's selected checkpoint (as --mode=eval does) and prints test MAP@all (index-ordered
-ties) of the query set against the database with:
+Reads the run's model (as --mode=eval does: the refit's once a --refit phase has finished;
+--selected reads the selection's best checkpoint instead) and prints test MAP@all
+(index-ordered ties) of the query set against the database with:
 - the run's own codes (image->text, text->image: the reported figures);
 - LabNet's codes of the items' labels in place of one side (the label network sees the labels,
   so it is the best the modality networks are taught to reach);
 - the real-valued tanh outputs instead of their signs (what quantisation costs);
-- the database split into training rows (seen in training) and the others.
+- the database split into the rows the model trained on (the refit's: training and
+  validation rows) and the others.
 A side far below its LabNet oracle is the side to improve. Needs a run with a label network.
 """
 
@@ -89,17 +91,21 @@ def kept_epochs(workdir, task, networks=("imgnet", "txtnet")):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workdir", required=True, help="a trained run directory")
+    p.add_argument("--selected", action="store_true",
+                   help="the selection's model (best validation epoch), not the refit's")
     args = p.parse_args()
 
     import tensorflow as tf
     from udsph_tf.codes import to_codes
     from udsph_tf.evaluation.metrics import mean_average_precision
-    from udsph_tf.training.checkpointing import RunCheckpoint
+    from udsph_tf.training.checkpointing import RunCheckpoint, model_root
 
     config, data, split, task = load_run(args.workdir)
     if not config.label_net:
         raise SystemExit(f"{args.workdir}: trained without a label network: no LabNet oracle")
-    RunCheckpoint(args.workdir, task.models, {}, {}, split.seed, keep=1).restore_best()
+    root = args.workdir if args.selected else model_root(args.workdir)
+    refit = os.path.abspath(root) != os.path.abspath(args.workdir)
+    RunCheckpoint(root, task.models, {}, {}, split.seed, keep=1).restore_best()
 
     q, db = split.query_idx, split.database_idx
     ql, dl = data.labels[q], data.labels[db]
@@ -110,7 +116,9 @@ def main():
         return task.models["labnet"](tf.constant(labels, tf.float32), training=False)["hash"]
 
     lab_q, lab_db = np.asarray(labnet(ql)), np.asarray(labnet(dl))
-    trained = np.isin(db, split.train_idx)
+    # The refit trained on the validation rows too (--refit: every training row).
+    seen = np.union1d(split.train_idx, split.val_idx) if refit else split.train_idx
+    trained = np.isin(db, seen)
 
     def hamming(a, b, rows=slice(None)):
         return mean_average_precision(to_codes(a), to_codes(b[rows]), ql, dl[rows])
@@ -134,7 +142,9 @@ def main():
         (f"LabNet -> image, {trained.sum()} training rows", hamming(lab_q, img_db, trained)),
         (f"LabNet -> image, {(~trained).sum()} other rows", hamming(lab_q, img_db, ~trained)),
     ]
-    print_table(f"{args.workdir}: {config.dataset}, {config.bits} bits, seed {config.seed}, "
+    model = "the refit's model" if refit else "the selected model"
+    print_table(f"{args.workdir} ({model}): {config.dataset}, {config.bits} bits, "
+                f"seed {config.seed}, "
                 f"{len(q)} queries, {len(db)} database items", "query -> database", table)
 
 

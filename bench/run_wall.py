@@ -4,12 +4,17 @@
         --variants keras:--nofused_adam fused:--fused_adam --repeats 2
 
 Each variant is NAME:FLAGS (main.py flags, space-separated; "NAME:" adds none); the first is
-the baseline. The variants' runs alternate (repeat 1 of each, then repeat 2, ...), so a load
+the baseline. NAME@CHECKOUT:FLAGS runs another checkout's main.py (another commit: `git
+worktree add ../udsph-before REV`), from its folder, so the flagfile's relative paths must
+reach the data from there too (a sibling of this checkout does):
+
+    python bench/run_wall.py --variants before@../udsph-before: after: --repeats 2
+ The variants' runs alternate (repeat 1 of each, then repeat 2, ...), so a load
 change on the machine falls on all of them. Each run is a subprocess of main.py in a fresh
 workdir; measured: wall seconds, user + system CPU and peak RSS (wait4 of the child), the
-seconds the networks' steps took over both phases (the history.json files of the run and its
-refit) and the test MAP. Prints one row a variant: medians over its repeats, and the ratio of
-its median wall time to the baseline's.
+seconds the networks' steps and their input took over both phases (the history.json files of
+the run and its refit) and the test MAP. Prints one row a variant: medians over its repeats,
+and the ratio of its median wall time to the baseline's.
 """
 
 import argparse
@@ -26,32 +31,39 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def parse_variant(text):
-    """NAME:FLAGS -> (name, [flag, ...])."""
-    name, sep, flags = text.partition(":")
+    """NAME[@CHECKOUT]:FLAGS -> (name, [flag, ...], checkout or None)."""
+    head, sep, flags = text.partition(":")
+    name, _, checkout = head.partition("@")
     if not name or not sep:
-        raise SystemExit(f"a variant is NAME:FLAGS (e.g. fused:--fused_adam), got {text!r}")
-    return name, shlex.split(flags)
+        raise SystemExit(f"a variant is NAME[@CHECKOUT]:FLAGS (e.g. fused:--fused_adam), "
+                         f"got {text!r}")
+    if checkout and not os.path.isfile(os.path.join(checkout, "main.py")):
+        raise SystemExit(f"variant {name}: no main.py in {checkout!r}")
+    return name, shlex.split(flags), checkout or None
 
 
 def step_seconds(workdir):
-    """Seconds of the networks' steps, summed over the run's epochs and its refit's."""
+    """Seconds of the networks' steps and their input's set-up, summed over the run's epochs
+    and its refit's (input_seconds: the session's one pipeline, timed apart; before, each
+    pass's set-up fell inside its network's step_seconds)."""
     total = 0.0
     for sub in ("", "refit"):
         path = os.path.join(workdir, sub, "history.json")
         if os.path.exists(path):
             with open(path) as f:
                 for epoch in json.load(f):
-                    total += sum(epoch.get("step_seconds", {}).values())
+                    total += (sum(epoch.get("step_seconds", {}).values())
+                              + epoch.get("input_seconds", 0.0))
     return total
 
 
-def run_once(cmd, workdir, log):
+def run_once(cmd, workdir, log, cwd=ROOT):
     """One main.py run; returns wall/CPU seconds, peak RSS (MB), step seconds and test MAP."""
     shutil.rmtree(workdir, ignore_errors=True)
     t0 = time.perf_counter()
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd + [f"--workdir={workdir}"], stdout=out,
-                                stderr=subprocess.STDOUT, cwd=ROOT)
+                                stderr=subprocess.STDOUT, cwd=cwd)
         _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status) != 0:
@@ -85,20 +97,21 @@ def main():
     p.add_argument("--root", default="/tmp/udsph_run_wall")
     args = p.parse_args()
     variants = [parse_variant(v) for v in args.variants]
-    if len({n for n, _ in variants}) != len(variants):
+    if len({n for n, _, _ in variants}) != len(variants):
         raise SystemExit("variant names must differ")
     flagfile = os.path.abspath(args.flagfile)
     if not os.path.exists(flagfile):
         raise SystemExit(f"no such flagfile: {args.flagfile}")
     os.makedirs(args.root, exist_ok=True)
-    results = {name: [] for name, _ in variants}
+    results = {name: [] for name, _, _ in variants}
     for repeat in range(args.repeats):
-        for name, flags in variants:
-            cmd = [sys.executable, os.path.join(ROOT, "main.py"), f"--flagfile={flagfile}",
+        for name, flags, checkout in variants:
+            code = os.path.abspath(checkout or ROOT)
+            cmd = [sys.executable, os.path.join(code, "main.py"), f"--flagfile={flagfile}",
                    f"--bits={args.bits}", f"--seed={args.seed}", "--noprogress", *flags]
             workdir = os.path.join(args.root, f"{name}_{repeat}")
             print("$ " + " ".join(cmd), flush=True)
-            r = run_once(cmd, workdir, workdir + ".log")
+            r = run_once(cmd, workdir, workdir + ".log", cwd=code)
             print(f"  {name} repeat {repeat + 1}: wall {r['wall']:.1f} s, steps "
                   f"{r['steps']:.1f} s, test MAP {r['i2t']:.4f} / {r['t2i']:.4f}", flush=True)
             results[name].append(r)

@@ -12,12 +12,17 @@ run_wall = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(run_wall)
 
 
-def test_a_variant_is_a_name_and_main_py_flags():
+def test_a_variant_is_a_name_main_py_flags_and_optionally_a_checkout(tmp_path):
     assert run_wall.parse_variant("fused:--fused_adam --bits=16") == (
-        "fused", ["--fused_adam", "--bits=16"])
-    assert run_wall.parse_variant("base:") == ("base", [])
-    with pytest.raises(SystemExit, match="NAME:FLAGS"):
+        "fused", ["--fused_adam", "--bits=16"], None)
+    assert run_wall.parse_variant("base:") == ("base", [], None)
+    with pytest.raises(SystemExit, match=r"NAME\[@CHECKOUT\]:FLAGS"):
         run_wall.parse_variant("--fused_adam")
+    with pytest.raises(SystemExit, match="no main.py in"):
+        run_wall.parse_variant(f"before@{tmp_path}:")
+    (tmp_path / "main.py").write_text("")
+    assert run_wall.parse_variant(f"before@{tmp_path}:--bits=16") == (
+        "before", ["--bits=16"], str(tmp_path))
 
 
 def test_step_seconds_add_the_selection_and_the_refit(tmp_path):
@@ -27,6 +32,9 @@ def test_step_seconds_add_the_selection_and_the_refit(tmp_path):
     (tmp_path / "refit").mkdir()
     (tmp_path / "refit" / "history.json").write_text(json.dumps([epoch]))
     assert run_wall.step_seconds(tmp_path) == 10.5
+    (tmp_path / "refit" / "history.json").write_text(json.dumps([{**epoch,
+                                                                  "input_seconds": 0.25}]))
+    assert run_wall.step_seconds(tmp_path) == 10.75  # the epoch's input set-up counts too
 
 
 def test_rows_are_medians_with_the_wall_ratio_to_the_baseline():

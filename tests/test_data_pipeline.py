@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from udsph_tf.data.pipeline import make_dataset_fn
+from udsph_tf.data.pipeline import make_dataset_fn, make_schedule_dataset_fn
 
 
 def _arrays(n=37):
@@ -76,6 +76,37 @@ def test_input_pipelines_read_disjoint_shards():
         seen.append(np.concatenate([b["index"] for b in batches]))
     assert np.intersect1d(seen[0], seen[1]).size == 0
     assert sorted(np.concatenate(seen).tolist()) == list(range(37))
+
+
+@pytest.mark.parametrize("gather", ["tensor", "numpy"])
+@pytest.mark.parametrize("context,repeat,steps", [(None, True, 6), (None, False, 4),
+                                                   ("2x4", True, 3)])
+def test_schedule_is_each_pass_of_its_own_pipeline_one_after_the_other(gather, context,
+                                                                        repeat, steps):
+    """Seven passes (an odd count: the joining tree has a lone branch) of 6 cycled or 4 full
+    batches of 8, or on one of two pipelines feeding 4 replicas (2 elements a step)."""
+    arrays = _arrays()
+    ctx = _Context(2, 1, 4) if context else None
+    per_step = 2 if context else 1
+    seeds = [11, 5, 2 ** 31 - 2, 0, 7, 7, 3]
+    joined = _collect(make_schedule_dataset_fn(arrays, 8, seeds, steps, repeat=repeat,
+                                               gather=gather, keep_pass_seed=True)(ctx))
+    alone = []
+    for seed in seeds:
+        one = make_dataset_fn(arrays, 8, seed=seed, repeat=repeat, drop_remainder=True,
+                              gather=gather)(ctx)
+        alone += [dict(b, pass_seed=np.full(len(b["index"]), seed))
+                  for b in _collect(one.take(steps * per_step))]
+    assert len(joined) == len(alone) == len(seeds) * steps * per_step
+    for a, b in zip(joined, alone):
+        assert a.keys() == b.keys()
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+    plain = _collect(make_schedule_dataset_fn(arrays, 8, seeds[:2], steps, repeat=repeat,
+                                              gather=gather)(ctx))
+    assert "pass_seed" not in plain[0]
+    with pytest.raises(ValueError, match="one seed a pass"):
+        make_schedule_dataset_fn(arrays, 8, [], 4, repeat=False)
 
 
 def test_bad_arguments():

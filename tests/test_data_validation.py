@@ -193,3 +193,34 @@ def test_degenerate_training_inputs_warn_and_all_zero_images_are_refused():
     with pytest.raises(ValueError, match="d: the image features of the training rows are all "
                                          "zero"):
         degenerate_inputs("d", np.zeros((5, 3)), tags[:5])
+
+
+def _custom(tmp_path, labels, n=30):
+    rng = np.random.default_rng(1)
+    path = str(tmp_path / "wiki.npz")  # .npz keeps 1-D arrays 1-D (.mat makes them (1, n))
+    np.savez(path, L=labels, T=rng.dirichlet(np.ones(10), n), I=rng.random((n, 128)))
+    return load_dataset("custom", image_file=path, tag_file=path, label_file=path,
+                        image_key="I", tag_key="T", label_key="L")
+
+
+@pytest.mark.parametrize("shape", [(30,), (30, 1), (1, 30)])
+@pytest.mark.parametrize("base", [0, 1])
+def test_a_class_index_per_item_becomes_one_hot(tmp_path, capsys, shape, base):
+    classes = np.arange(30) % 10                       # single-label, Wikipedia-style indices
+    data = _custom(tmp_path, (classes + base).astype(np.float64).reshape(shape))
+    assert data.labels.shape == (30, 10)
+    np.testing.assert_array_equal(data.labels.argmax(1), classes)
+    np.testing.assert_array_equal(data.labels.sum(1), np.ones(30))
+    assert (f"one class index per item, 10 classes ({base} .. {base + 9}): used as one-hot"
+            in capsys.readouterr().err)
+
+
+def test_class_indices_that_are_not_indices_are_still_refused(tmp_path):
+    bad = (np.arange(30) % 10).astype(np.float64)
+    bad[3] = 2.5                                       # not an integer: not a class index
+    with pytest.raises(ValueError, match=r"wiki\.npz \(key 'L'\): expected an array with 2 "
+                                         r"dimensions, got shape \(30,\)"):
+        _custom(tmp_path, bad.reshape(30))
+    bad[3] = -1                                        # negative: not a class index
+    with pytest.raises(ValueError, match=r"labels must be 0/1, found"):
+        _custom(tmp_path, bad.reshape(30, 1))

@@ -75,7 +75,7 @@ def test_bf16_run_keeps_float32_state_and_times_each_part(tmp_path):
     entry = metrics["history"][-1]
     assert all(np.isfinite(v) for v in entry["loss"].values())
     assert set(entry["step_seconds"]) == {"labnet", "disc", "imgnet", "txtnet"}
-    for key in ("refresh_seconds", "validation_seconds", "checkpoint_seconds"):
+    for key in ("input_seconds", "refresh_seconds", "validation_seconds", "checkpoint_seconds"):
         assert entry[key] >= 0
     assert sum(entry["step_seconds"].values()) <= entry["seconds"]
     assert metrics["test"]["map_i2t"] > 0

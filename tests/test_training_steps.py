@@ -166,6 +166,60 @@ def test_schedule_order_rates_and_seeds(tmp_path):
     assert data_seed(0, 1, 2) == data_seed(0, 1, 2) != data_seed(0, 2, 2)
 
 
+@pytest.mark.parametrize("replicas,min_pass_steps", [(1, 0), (1, 7), (2, 7)])
+def test_schedule_dataset_gives_each_pass_the_batches_of_its_own_dataset(tmp_path, replicas,
+                                                                          min_pass_steps):
+    """The trainer's one pipeline for many passes replays, pass by pass, the batches of one
+    pipeline a pass (min_pass_steps=7 cycles the 4 full batches of the 64 training rows)."""
+    if replicas > 1:
+        _needs_two_devices()
+    trainer = _trainer(tmp_path, _cpus()[:replicas], fill=False, min_pass_steps=min_pass_steps)
+    seeds = [data_seed(3, epoch, k) for epoch in range(2) for k in range(3)]
+
+    def rows(iterator, count):
+        local = trainer.strategy.experimental_local_results
+        return [np.concatenate([np.asarray(t) for t in local(next(iterator)["index"])])
+                for _ in range(count)]
+
+    steps = trainer.steps_per_pass
+    assert steps == max(4, min_pass_steps)
+    joined = rows(iter(trainer.schedule_dataset(seeds)), len(seeds) * steps)
+    one_by_one = [r for seed in seeds for r in rows(iter(trainer.dataset(seed)), steps)]
+    assert len(joined) == len(one_by_one) == len(seeds) * steps
+    for a, b in zip(joined, one_by_one):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(joined[0], joined[steps])  # the passes are shuffled apart
+
+
+def test_initial_weights_do_not_depend_on_what_loading_drew(tmp_path, monkeypatch):
+    """A first MIRFlickr-730 region run builds a backbone while loading (later ones read the
+    cache): the networks must start from the same weights either way."""
+    import keras
+    import udsph_tf.modes.train as train_mode
+
+    def weights(workdir):
+        task = make_trainer(tiny_config(workdir), strategy=shared_strategy(1),
+                            data=tiny_data(), split=tiny_split()).task
+        # By position: Keras numbers unnamed layers per process, so paths differ by run.
+        return {f"{name}/{i}": v.numpy() for name, model in task.models.items()
+                if model is not None for i, v in enumerate(model.weights)}
+
+    plain = weights(tmp_path / "plain")
+    loading = train_mode.prepare_data
+
+    def drawing_loader(*args, **kwargs):
+        keras.layers.Dense(4).build((None, 3))       # a network built while loading
+        tf.random.uniform([3])
+        np.random.rand()
+        return loading(*args, **kwargs)
+
+    monkeypatch.setattr(train_mode, "prepare_data", drawing_loader)
+    drawn = weights(tmp_path / "drawn")
+    assert plain.keys() == drawn.keys() and len(plain) > 10
+    for key in plain:
+        np.testing.assert_array_equal(plain[key], drawn[key], err_msg=key)
+
+
 def test_bad_batch_size_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="exceeds"):
         make_trainer(tiny_config(tmp_path, batch_size=1000), data=tiny_data(), split=tiny_split())

@@ -4,6 +4,7 @@ import contextlib
 import dataclasses
 import os
 import re
+import sys
 import warnings
 from typing import List, Optional, Sequence
 
@@ -487,6 +488,11 @@ def load_dataset(name: str, data_dir: str = "", *, image_file: str = "", tag_fil
 
     labels = read_array(*sources["labels"])
     tags = read_array(*sources["tags"])
+    labels, classes = V.class_indices_to_one_hot(labels, len(tags))
+    if classes is not None:
+        print(f"{V.where(*sources['labels'])}: one class index per item, {len(classes)} "
+              f"classes ({classes[0]:g} .. {classes[-1]:g}): used as one-hot labels",
+              file=sys.stderr)
     images, image_paths, ids, image_src = None, None, None, ""
     if image_file:
         images, image_src = read_array(image_file, image_key), V.where(image_file, image_key)

@@ -56,6 +56,32 @@ def check_finite(arr: np.ndarray, src: str) -> np.ndarray:
     return arr
 
 
+def class_indices_to_one_hot(labels: np.ndarray, num_rows: int):
+    """(one-hot labels, class values) when `labels` is one class index per item, else
+    (labels, None).
+
+    Single-label sets (Wikipedia, Pascal Sentences) often ship a class index per item: 1-D,
+    (n, 1) or MATLAB's (1, n), n = num_rows, non-negative integers with at least two distinct
+    values. Each distinct value becomes a column, in increasing order (0- and 1-based indices
+    alike). Anything else is returned as it is, for the checks to judge.
+    """
+    arr = np.asarray(labels)
+    if arr.ndim == 2 and 1 in arr.shape and arr.size == num_rows:
+        flat = arr.reshape(-1)
+    elif arr.ndim == 1:
+        flat = arr
+    else:
+        return labels, None
+    if not (np.issubdtype(flat.dtype, np.integer) or np.issubdtype(flat.dtype, np.floating)):
+        return labels, None
+    if not np.isfinite(flat).all() or (flat < 0).any() or (flat != np.round(flat)).any():
+        return labels, None
+    values = np.unique(flat)
+    if len(values) < 2:
+        return labels, None
+    return (flat[:, None] == values[None, :]).astype(np.float32), values
+
+
 def check_binary(arr: np.ndarray, src: str) -> np.ndarray:
     if arr.dtype == np.bool_:
         return arr

@@ -70,6 +70,10 @@ def make_trainer(config, strategy=None, data=None, split=None, image_size=None):
     keras.utils.set_random_seed(config.seed)
     strategy = strategy or make_strategy(config.num_replicas)
     data, split, raw = prepare_data(config, data, split, image_size)
+    # Loading may build a network and draw from the seeded generators (a backbone over raw
+    # photos; the MIRFlickr-730 region cache's first build): seed again, so the initial
+    # weights are the same whether or not a cache existed.
+    keras.utils.set_random_seed(config.seed)
     return Trainer(Task(config, strategy, data, split, raw))
 
 

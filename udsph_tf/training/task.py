@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from udsph_tf.data import glove
-from udsph_tf.data.pipeline import make_dataset_fn
+from udsph_tf.data.pipeline import make_dataset_fn, make_schedule_dataset_fn
 from udsph_tf.data.validation import degenerate_inputs
 from udsph_tf.errors import ConfigError
 from udsph_tf.models import (ATTENTION_SKIPPED, attention_mode, build_models,
@@ -209,22 +209,38 @@ class Task:
     # --- training input ---------------------------------------------------------------------
     def dataset(self, seed):
         """The distributed training batches of one pass (shuffled by `seed`)."""
-        arrays = self.train_data.arrays()
-        arrays = {k: v for k, v in arrays.items() if k in ("images", "tags", "labels")}
-        fn = make_dataset_fn(arrays, self.global_batch_size, shuffle=True, seed=seed,
-                             repeat=self.steps_per_pass > self.full_batches,
+        fn = make_dataset_fn(self._train_arrays(), self.global_batch_size, shuffle=True,
+                             seed=seed, repeat=self.steps_per_pass > self.full_batches,
                              drop_remainder=True)
         if self.raw is not None:
             fn = self._raw_batches(fn, seed)
         return self.strategy.distribute_datasets_from_function(fn)
 
-    def _raw_batches(self, fn, seed):
-        """Normalise raw pixels per training batch (+ --augment, stateless from seed, row)."""
+    def schedule_dataset(self, seeds):
+        """The batches of many passes, one input pipeline for all: pass k's are those of
+        `dataset(seeds[k])`, cut to steps_per_pass steps (the trainer's: a run's passes)."""
+        fn = make_schedule_dataset_fn(self._train_arrays(), self.global_batch_size, seeds,
+                                      self.steps_per_pass,
+                                      repeat=self.steps_per_pass > self.full_batches,
+                                      keep_pass_seed=self.raw is not None)
+        if self.raw is not None:
+            fn = self._raw_batches(fn)
+        return self.strategy.distribute_datasets_from_function(fn)
+
+    def _train_arrays(self):
+        arrays = self.train_data.arrays()
+        return {k: v for k, v in arrays.items() if k in ("images", "tags", "labels")}
+
+    def _raw_batches(self, fn, seed=None):
+        """Normalise raw pixels per training batch (+ --augment, stateless from the pass seed
+        and the row); seed None: each batch carries its pass seed as "pass_seed"."""
         transform = self.raw.transform(augment=self.config.augment)
 
         def prepare(batch):
-            seeds = tf.stack([tf.fill(tf.shape(batch["index"]), tf.cast(seed, tf.int64)),
-                              tf.cast(batch["index"], tf.int64)], axis=1)
+            batch = dict(batch)
+            pass_seed = (batch.pop("pass_seed") if seed is None else
+                         tf.fill(tf.shape(batch["index"]), tf.cast(seed, tf.int64)))
+            seeds = tf.stack([pass_seed, tf.cast(batch["index"], tf.int64)], axis=1)
             return {**batch, "images": transform(batch["images"], seeds)}
         return lambda ctx=None: fn(ctx).map(prepare)
 

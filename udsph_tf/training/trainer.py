@@ -42,6 +42,8 @@ class Trainer:
                                   task.split.seed, keep=config.keep_checkpoints)
         self.summaries = Summaries(config.workdir, enabled=self.chief)
         self.phase_name = ""  # "refit " for the --refit phase's Trainer (its log lines)
+        # (iterator, the epoch it is at): one input pipeline for all of run()'s epochs.
+        self._batches = None
 
     def train_epoch(self, epoch):
         """One epoch of the alternating schedule; returns mean logged losses per network."""
@@ -51,10 +53,14 @@ class Trainer:
                        f"{self.phase_name}epoch {epoch + 1}/{c.epochs}",
                        enabled=c.progress and self.chief)
         sums, seconds = {}, {}
-        for number, phase in enumerate(self.phases):
+        input_seconds, iterator = 0.0, None
+        if self.phases:
+            if self._batches is None or self._batches[1] != epoch:
+                input_seconds = self.start_input(epoch, epoch + 1)
+            iterator = self._batches[0]
+        for phase in self.phases:
             started = time.perf_counter()
             step_fn = task.steps.step(phase.network)
-            iterator = iter(task.dataset(schedule.data_seed(c.seed, epoch, number)))
             for _ in range(task.steps_per_pass):
                 logs = step_fn(next(iterator))
                 self.ckpt.step.assign_add(1)
@@ -74,10 +80,13 @@ class Trainer:
             seconds[phase.network] = (seconds.get(phase.network, 0.0)
                                       + time.perf_counter() - started)
         bar.close()
+        self._batches = (iterator, epoch + 1)
         started = time.perf_counter()
         task.refresh_codes()
-        # Where the epoch's time went (history.json): each network's steps, the B refresh.
-        self.epoch_seconds = {"step_seconds": {k: round(v, 3) for k, v in seconds.items()},
+        # Where the epoch's time went (history.json): setting up the input (at the first
+        # epoch of a session), each network's steps, the B refresh.
+        self.epoch_seconds = {"input_seconds": round(input_seconds, 3),
+                              "step_seconds": {k: round(v, 3) for k, v in seconds.items()},
                               "refresh_seconds": round(time.perf_counter() - started, 3)}
         means = {net: {k: v / acc["_n"] for k, v in acc.items() if k != "_n"}
                  for net, acc in sums.items()}
@@ -88,6 +97,16 @@ class Trainer:
         b = task.buffers["B"].numpy()
         self.summaries.histograms("train", {"codes/B_bit_mean": b.mean(0)}, step)
         return means
+
+    def start_input(self, first, stop):
+        """One input pipeline for epochs first..stop-1 (every pass's shuffle seed from the run
+        seed, the epoch and the pass: a resumed epoch replays its batches); its set-up seconds.
+        """
+        started = time.perf_counter()
+        seeds = [schedule.data_seed(self.config.seed, epoch, number)
+                 for epoch in range(first, stop) for number in range(len(self.phases))]
+        self._batches = (iter(self.task.schedule_dataset(seeds)), first)
+        return time.perf_counter() - started
 
     def validate(self):
         """Validation MAPs (model selection); never touches the query set."""
@@ -122,6 +141,9 @@ class Trainer:
             self.task.fill_buffers()
             self.summaries.hparams(dataclasses.asdict(c))
         history = rundir.read_history(c.workdir)
+        input_seconds = 0.0
+        if int(self.ckpt.epoch) < c.epochs and self.phases:
+            input_seconds = self.start_input(int(self.ckpt.epoch), c.epochs)
         for epoch in range(int(self.ckpt.epoch), c.epochs):
             best = int(self.ckpt.best_epoch)
             if schedule.patience_spent(c, epoch, best):
@@ -135,6 +157,9 @@ class Trainer:
                      "seconds": round(time.time() - t0, 3),
                      "loss": {net: comps["total"] for net, comps in means.items()},
                      **self.epoch_seconds}
+            # The session's pipeline was set up before its first epoch: counted there.
+            entry["input_seconds"] = round(entry["input_seconds"] + input_seconds, 3)
+            input_seconds = 0.0
             self.ckpt.epoch.assign(epoch + 1)
             last = epoch + 1 == c.epochs
             if (epoch + 1) % max(c.eval_every, 1) == 0 or last:
