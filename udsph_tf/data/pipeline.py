@@ -103,6 +103,16 @@ def _rows_of_this_pipeline(num_rows, global_batch_size, input_context):
     return ds, batch
 
 
+def _pass_indices(num_rows, global_batch_size, input_context, seed, drop_remainder, repeat):
+    """One pass's batches of row indices (shuffled by `seed` unless it is None)."""
+    ds, batch = _rows_of_this_pipeline(num_rows, global_batch_size, input_context)
+    if seed is not None:
+        # Indices only, so a full-size buffer costs 8 bytes a row: a uniform shuffle.
+        ds = ds.shuffle(num_rows, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch, drop_remainder=drop_remainder)
+    return ds.repeat() if repeat else ds
+
+
 def make_dataset_fn(arrays: Dict[str, np.ndarray], global_batch_size: int, *,
                     shuffle: bool = True, seed: int = 0, repeat: bool = False,
                     drop_remainder: bool = False, gather: str = "auto"
@@ -120,13 +130,8 @@ def make_dataset_fn(arrays: Dict[str, np.ndarray], global_batch_size: int, *,
     take = _RowGather(arrays, gather)
 
     def dataset_fn(input_context: Optional[tf.distribute.InputContext] = None):
-        ds, batch = _rows_of_this_pipeline(num_rows, global_batch_size, input_context)
-        if shuffle:
-            # Indices only, so a full-size buffer costs 8 bytes a row: a uniform shuffle.
-            ds = ds.shuffle(num_rows, seed=seed, reshuffle_each_iteration=True)
-        ds = ds.batch(batch, drop_remainder=drop_remainder)
-        if repeat:
-            ds = ds.repeat()
+        ds = _pass_indices(num_rows, global_batch_size, input_context, seed if shuffle else None,
+                           drop_remainder, repeat)
         return ds.map(take.prepared(), num_parallel_calls=take.parallel,
                       deterministic=True).prefetch(tf.data.AUTOTUNE)
 
@@ -158,13 +163,9 @@ def make_schedule_dataset_fn(arrays: Dict[str, np.ndarray], global_batch_size: i
                     input_context.num_replicas_in_sync // input_context.num_input_pipelines)
 
         def one_pass(seed):
-            # Indices only (the rows are gathered once, after the passes are joined), with
-            # a Python int seed, as make_dataset_fn's.
-            rows, batch = _rows_of_this_pipeline(num_rows, global_batch_size, input_context)
-            ds = rows.shuffle(num_rows, seed=seed, reshuffle_each_iteration=True)
-            ds = ds.batch(batch, drop_remainder=True)
-            if repeat:
-                ds = ds.repeat()
+            # make_dataset_fn's indices (the rows are gathered once, after the passes are
+            # joined), with a Python int seed, as there.
+            ds = _pass_indices(num_rows, global_batch_size, input_context, seed, True, repeat)
             ds = ds.take(steps_per_pass * per_step)
             if keep_pass_seed:
                 ds = ds.map(lambda idx: (idx, tf.fill(tf.shape(idx), tf.constant(seed,
@@ -179,7 +180,7 @@ def make_schedule_dataset_fn(arrays: Dict[str, np.ndarray], global_batch_size: i
                 out["pass_seed"] = pass_seed
             return out
 
-        ds = _concatenate([one_pass(int(seed)) for seed in seeds])
+        ds = _concatenate([one_pass(seed) for seed in seeds])
         return ds.map(gather, num_parallel_calls=take.parallel,
                       deterministic=True).prefetch(tf.data.AUTOTUNE)
 

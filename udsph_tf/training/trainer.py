@@ -42,8 +42,10 @@ class Trainer:
                                   task.split.seed, keep=config.keep_checkpoints)
         self.summaries = Summaries(config.workdir, enabled=self.chief)
         self.phase_name = ""  # "refit " for the --refit phase's Trainer (its log lines)
-        # (iterator, the epoch it is at): one input pipeline for all of run()'s epochs.
+        # (iterator, the epoch it is at): one input pipeline for all of run()'s epochs; and
+        # its set-up seconds, reported with the next epoch trained.
         self._batches = None
+        self._input_seconds = 0.0
 
     def train_epoch(self, epoch):
         """One epoch of the alternating schedule; returns mean logged losses per network."""
@@ -53,10 +55,10 @@ class Trainer:
                        f"{self.phase_name}epoch {epoch + 1}/{c.epochs}",
                        enabled=c.progress and self.chief)
         sums, seconds = {}, {}
-        input_seconds, iterator = 0.0, None
+        iterator = None
         if self.phases:
             if self._batches is None or self._batches[1] != epoch:
-                input_seconds = self.start_input(epoch, epoch + 1)
+                self.start_input(epoch, epoch + 1)
             iterator = self._batches[0]
         for phase in self.phases:
             started = time.perf_counter()
@@ -85,9 +87,10 @@ class Trainer:
         task.refresh_codes()
         # Where the epoch's time went (history.json): setting up the input (at the first
         # epoch of a session), each network's steps, the B refresh.
-        self.epoch_seconds = {"input_seconds": round(input_seconds, 3),
+        self.epoch_seconds = {"input_seconds": round(self._input_seconds, 3),
                               "step_seconds": {k: round(v, 3) for k, v in seconds.items()},
                               "refresh_seconds": round(time.perf_counter() - started, 3)}
+        self._input_seconds = 0.0
         means = {net: {k: v / acc["_n"] for k, v in acc.items() if k != "_n"}
                  for net, acc in sums.items()}
         step = int(self.ckpt.step)
@@ -100,13 +103,12 @@ class Trainer:
 
     def start_input(self, first, stop):
         """One input pipeline for epochs first..stop-1 (every pass's shuffle seed from the run
-        seed, the epoch and the pass: a resumed epoch replays its batches); its set-up seconds.
-        """
+        seed, the epoch and the pass: a resumed epoch replays its batches)."""
         started = time.perf_counter()
         seeds = [schedule.data_seed(self.config.seed, epoch, number)
                  for epoch in range(first, stop) for number in range(len(self.phases))]
         self._batches = (iter(self.task.schedule_dataset(seeds)), first)
-        return time.perf_counter() - started
+        self._input_seconds += time.perf_counter() - started
 
     def validate(self):
         """Validation MAPs (model selection); never touches the query set."""
@@ -141,9 +143,8 @@ class Trainer:
             self.task.fill_buffers()
             self.summaries.hparams(dataclasses.asdict(c))
         history = rundir.read_history(c.workdir)
-        input_seconds = 0.0
         if int(self.ckpt.epoch) < c.epochs and self.phases:
-            input_seconds = self.start_input(int(self.ckpt.epoch), c.epochs)
+            self.start_input(int(self.ckpt.epoch), c.epochs)
         for epoch in range(int(self.ckpt.epoch), c.epochs):
             best = int(self.ckpt.best_epoch)
             if schedule.patience_spent(c, epoch, best):
@@ -157,9 +158,6 @@ class Trainer:
                      "seconds": round(time.time() - t0, 3),
                      "loss": {net: comps["total"] for net, comps in means.items()},
                      **self.epoch_seconds}
-            # The session's pipeline was set up before its first epoch: counted there.
-            entry["input_seconds"] = round(entry["input_seconds"] + input_seconds, 3)
-            input_seconds = 0.0
             self.ckpt.epoch.assign(epoch + 1)
             last = epoch + 1 == c.epochs
             if (epoch + 1) % max(c.eval_every, 1) == 0 or last:
