@@ -9,7 +9,8 @@ from udsph_tf.models import CrossModalAttention, build_models
 from udsph_tf.modes.export import restore_encoders
 from udsph_tf.modes.train import make_trainer, train_and_evaluate
 from udsph_tf.training.checkpointing import CheckpointVersionError
-from udsph_tf.training.testing import (assert_resume_equals_one_session, shared_strategy, tiny_config,
+from udsph_tf.training.testing import (assert_resume_equals_one_session, shared_strategy,
+                                       tiny_config,
                                        tiny_region_data, tiny_split)
 
 GRID = 2

@@ -50,6 +50,8 @@ def test_budget_flags_out_of_range(tmp_path):
                 "error: --epochs: must be >= 1, got 0")
     _user_error(_run("--patience=-1", f"--workdir={tmp_path}/p"),
                 "error: --patience: must be >= 0 (0 trains every epoch), got -1")
+    _user_error(_run("--txtnet_hidden=-1", f"--workdir={tmp_path}/h"),
+                "error: --txtnet_hidden: must be >= 0 (0: no hidden layer), got -1")
     _user_error(_run("--txt_weight_decay=-1", f"--workdir={tmp_path}/w"),
                 "error: --txt_weight_decay: must be a finite number >= 0 (0 is off), got -1.0")
 

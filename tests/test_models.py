@@ -117,6 +117,18 @@ def test_txtnet_without_fusion():
     assert net.fusion is None and out["tokens"].shape[1] == 12  # max_tokens capped at vocab
 
 
+def test_txtnet_without_a_hidden_layer_feeds_the_text_to_the_feature_layer():
+    net = TxtNet(12, BITS, LABELS, hidden=0, feature_dim=16, scales=(), max_tokens=4)
+    bow = np.eye(12, dtype=np.float32)[:3]
+    out = net(bow)
+    _check_heads(out, 3)
+    assert net.hidden is None and net.feature.kernel.shape == (12, 16)
+    want = np.maximum(bow @ net.feature.kernel.numpy() + net.feature.bias.numpy(), 0)
+    np.testing.assert_allclose(out["feature"].numpy(), want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="hidden width must be >= 0"):
+        TxtNet(12, BITS, LABELS, hidden=-1)
+
+
 def test_discriminator_logits():
     disc = Discriminator((16, 8))
     assert disc(np.ones((5, 12), np.float32)).shape == (5, 1)

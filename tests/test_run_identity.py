@@ -149,7 +149,8 @@ def trained(tmp_path_factory):
 
 def _files(workdir):
     """{relative path: bytes} of the run directory (nothing may change). TensorBoard event
-    files are left out: make_trainer() opens its writers (an empty file each) before run() checks."""
+    files are left out: make_trainer() opens its writers (an empty file each) before run()
+    checks."""
     out = {}
     for root, _, names in os.walk(workdir):
         for name in names:

@@ -1,4 +1,5 @@
-"""TFDS's own builder checks (tfds.testing.DatasetBuilderTestCase) on fake releases generated at test time (tests/tfds_dummy.py)."""
+"""TFDS's own builder checks (tfds.testing.DatasetBuilderTestCase) on fake releases generated
+at test time (tests/tfds_dummy.py)."""
 
 import pathlib
 import warnings

@@ -1,4 +1,5 @@
-"""Raw-image training: photos decoded once, frozen-backbone cache = backbone each step, fine-tuning."""
+"""Raw-image training: photos decoded once, frozen-backbone cache = backbone each step,
+fine-tuning."""
 
 import json
 import os
@@ -54,10 +55,11 @@ def _backbone_weights(trainer):
     return [w.numpy().copy() for w in trainer.task.models["imgnet"].image_input.net.weights]
 
 
-@pytest.mark.slow  # ~40 s on the shared 2 cores: two Lite0 builds and a run
+@pytest.mark.slow  # ~25 s on the shared 2 cores: two Lite0 builds
 def test_frozen_cache_gives_what_the_backbone_gives_each_step(tmp_path, monkeypatch):
     cached = _trainer(tmp_path, "cached")
-    assert cached.task.raw.cached and cached.task.data.images.shape == (N, 5, 1280)  # 4 regions + global
+    # 4 regions + the global vector
+    assert cached.task.raw.cached and cached.task.data.images.shape == (N, 5, 1280)
     monkeypatch.setattr(train_mode, "can_cache", lambda config: False)
     live = _trainer(tmp_path, "live")
     assert not live.task.raw.cached and live.task.data.images.dtype == np.uint8
@@ -74,13 +76,16 @@ def test_frozen_cache_gives_what_the_backbone_gives_each_step(tmp_path, monkeypa
         np.testing.assert_allclose(got[key].numpy(), want[key].numpy(), rtol=1e-4, atol=1e-5)
     # And through the trainer: the encoding used by buffers/evaluation agrees too.
     hv_live, _ = live.task.encode(np.arange(N))
-    before = _backbone_weights(live)
-    metrics = train_and_test(live)
-    assert metrics["test"]["n_queries"] == 8
-    for a, b in zip(before, _backbone_weights(live)):
-        np.testing.assert_array_equal(a, b)  # frozen: the backbone never moves
     hv_cached, _ = cached.task.encode(np.arange(N))
     assert hv_live.shape == hv_cached.shape == (N, 8)
+    np.testing.assert_allclose(hv_live, hv_cached, rtol=1e-4, atol=1e-5)
+    # Frozen: no step trains a backbone weight (a live frozen run, e.g. --augment without
+    # --fine_tune, steps what train_variables lists; the fine-tuned run below is the one
+    # whose backbone must move).
+    backbone = {id(w) for w in live.task.models["imgnet"].image_input.net.weights}
+    assert backbone
+    for network in ("labnet", "disc", "imgnet", "txtnet"):
+        assert not backbone & {id(v) for v in live.task.steps.train_variables(network)}
 
 
 @pytest.mark.slow  # ~40 s: two 1-epoch runs, one fine-tuning Lite0

@@ -1,4 +1,5 @@
-"""Build one TFDS config of mirflickr / mirflickr730 / nuswide / coco from manually downloaded files.
+"""Build one TFDS config of mirflickr / mirflickr730 / nuswide / coco from manually downloaded
+files.
 
     python tools/build_tfds.py --dataset=mirflickr730 --manual_dir=../shared/data/mirflickr25k \
         --data_dir=~/tensorflow_datasets

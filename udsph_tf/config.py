@@ -85,7 +85,8 @@ class Config:
     feature_dim: int = _field(512, "Width of the high-level features F_l, F_v, F_t.")
     labnet_hidden: int = _field(4096, "LabNet hidden width (SSAH: 4096).")
     imgnet_hidden: int = _field(4096, "ImgNet hidden width on feature input (SSAH: 4096).")
-    txtnet_hidden: int = _field(4096, "TxtNet hidden width (SSAH: 4096).")
+    txtnet_hidden: int = _field(4096, "TxtNet hidden width (SSAH: 4096); 0: no hidden layer, "
+                                      "the text feeds the feature layer.")
     txt_scales: str = _field("", "TxtNet multi-scale fusion pooling windows (SSAH: "
                              "50,30,15,10,5); empty (default) feeds the bag of words straight "
                              "to the hidden layer: on MIRFlickr-730 the fusion made no "

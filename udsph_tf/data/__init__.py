@@ -11,5 +11,6 @@ from udsph_tf.data.types import CrossModalData, Split
 
 __all__ = ["CrossModalData", "Split", "DATASETS", "STANDARD_SIZES", "load_dataset",
            "load_dataset_from_config", "generate_default", "make_split", "load_split_file",
-           "split_from_config", "carve_validation", "data_and_split", "read_array", "list_keys", "read_tag_vocab"]
+           "split_from_config", "carve_validation", "data_and_split", "read_array", "list_keys",
+           "read_tag_vocab"]
 

@@ -74,7 +74,12 @@ class TxtNet(keras.Model):
         # bag of words, not for the coordinates of a dense vector.
         self.fusion = (MultiScaleFusion(vocab_size, scales, name="fusion")
                        if scales and encoder == "bow" else None)
-        self.hidden = HiddenLayer(hidden, batch_norm, name="hidden")
+        # hidden=0: no hidden layer, the (normalised) text feeds the feature layer directly:
+        # on sparse tags from a few hundred texts a wide first layer generalises worse than a
+        # linear classifier of the tags (docs/training.md, Recipe).
+        if int(hidden) < 0:
+            raise ValueError(f"TxtNet hidden width must be >= 0 (0: none), got {hidden}")
+        self.hidden = HiddenLayer(hidden, batch_norm, name="hidden") if int(hidden) else None
         self.dropout = keras.layers.Dropout(dropout) if dropout else None
         if not 0.0 <= float(tag_dropout) < 1.0:
             raise ValueError(f"tag dropout must be in [0, 1), got {tag_dropout}")
@@ -153,7 +158,8 @@ class TxtNet(keras.Model):
             words = self.normalizer.hold(bow)  # never a tag no training text had
             bow = tf.cast(self.normalizer(bow), self.compute_dtype)
         x = self.fusion(bow) if self.fusion is not None else bow
-        x = self.hidden(x, training=training)
+        if self.hidden is not None:
+            x = self.hidden(x, training=training)
         if self.dropout is not None:
             x = self.dropout(x, training=training)
         x = self.feature(x)

@@ -296,7 +296,8 @@ def selected_checkpoint(workdir):
     best_dir = os.path.join(model_root(workdir), BEST_DIR)
     path = tf.train.latest_checkpoint(best_dir)
     if not path:
-        # No --workdir prefix: run_identity.require_trained_run adds it (a prefix here would print it twice).
+        # No --workdir prefix: run_identity.require_trained_run adds it (a prefix here would
+        # print it twice).
         raise MissingFileError(
             f"no selected checkpoint in {best_dir!r}: train first (--mode=train with the same "
             "--workdir; the best checkpoint is written at the first validation)")

@@ -1,4 +1,5 @@
-"""TensorBoard writers (`train/`, `eval/` under the workdir); the only module that calls tf.summary."""
+"""TensorBoard writers (`train/`, `eval/` under the workdir); the only module that calls
+tf.summary."""
 
 import os
 

@@ -57,6 +57,9 @@ class Task:
         self.global_batch_size = config.batch_size
         if config.batch_size < 1:
             raise ConfigError(f"--batch_size: must be >= 1, got {config.batch_size}")
+        if config.txtnet_hidden < 0:
+            raise ConfigError(f"--txtnet_hidden: must be >= 0 (0: no hidden layer), got "
+                              f"{config.txtnet_hidden}")
         for name in ("dropout", "tag_dropout"):
             if not 0.0 <= getattr(config, name) < 1.0:
                 raise ConfigError(f"--{name}: must be in [0, 1), got {getattr(config, name)}")

@@ -1,4 +1,5 @@
-"""Tiny generated runs for tests and benchmarks of the training loop (no files, seconds to train)."""
+"""Tiny generated runs for tests and benchmarks of the training loop (no files, seconds to
+train)."""
 
 import dataclasses
 

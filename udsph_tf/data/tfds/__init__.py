@@ -13,4 +13,5 @@ from udsph_tf.data.tfds.mirflickr25k import Mirflickr25k
 from udsph_tf.data.tfds.nuswide import NusWide
 
 __all__ = ["BUILDERS", "build_dataset", "CocoMultilabel", "CrossModalConfig", "Mirflickr25k",
-           "NusWide", "built_configs", "load_tfds_as_crossmodal", "load_tfds_from_config", "with_split"]
+           "NusWide", "built_configs", "load_tfds_as_crossmodal", "load_tfds_from_config",
+           "with_split"]
