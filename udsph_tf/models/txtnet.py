@@ -74,12 +74,13 @@ class TxtNet(keras.Model):
         # bag of words, not for the coordinates of a dense vector.
         self.fusion = (MultiScaleFusion(vocab_size, scales, name="fusion")
                        if scales and encoder == "bow" else None)
-        # hidden=0: no hidden layer, the (normalised) text feeds the feature layer directly:
-        # on sparse tags from a few hundred texts a wide first layer generalises worse than a
-        # linear classifier of the tags (docs/training.md, Recipe).
-        if int(hidden) < 0:
+        # hidden=0: no hidden layer, the (normalised) text feeds the feature layer directly,
+        # closer to a linear classifier of the tags; an option for sparse bags of words
+        # (docs/training.md, Recipe: dense 10-d text needs the hidden layer).
+        hidden = int(hidden)
+        if hidden < 0:
             raise ValueError(f"TxtNet hidden width must be >= 0 (0: none), got {hidden}")
-        self.hidden = HiddenLayer(hidden, batch_norm, name="hidden") if int(hidden) else None
+        self.hidden = HiddenLayer(hidden, batch_norm, name="hidden") if hidden else None
         self.dropout = keras.layers.Dropout(dropout) if dropout else None
         if not 0.0 <= float(tag_dropout) < 1.0:
             raise ValueError(f"tag dropout must be in [0, 1), got {tag_dropout}")
