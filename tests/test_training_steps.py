@@ -291,3 +291,25 @@ def test_per_bit_hash_theta_reaches_the_labnet_step(tmp_path):
     for scale, same in ((2.0, True), (0.5, False)):
         expected = float(tf.reduce_mean(L.pairwise_nll(h, buf, s, scale=scale)))
         assert np.isclose(float(logs["hash_pair"]), expected, rtol=1e-4) == same, scale
+
+
+@pytest.mark.parametrize("to", ["both", "txt", "img"])
+def test_cross_pair_to_names_the_students_the_image_text_term_teaches(tmp_path, to):
+    """--cross_pair_to: a student it names logs the term, the code likelihood of its batch
+    against the OTHER modality's code buffer; the other student has no such term."""
+    from udsph_tf import losses as L
+    rows = np.arange(GLOBAL_BATCH)
+    t = _trainer(tmp_path, _cpus()[:1], cross_pair=2.0, cross_pair_to=to, attention="none")
+    labels = tf.constant(t.train_data.labels[rows], tf.float32)
+    s = L.similarity(labels, t.steps.train_labels)
+    batch = _batch(t, rows)
+    inputs = {"img": tf.constant(batch["images"], tf.float32), "txt": tf.constant(batch["tags"])}
+    for modality, other in (("img", "txt"), ("txt", "img")):
+        net = f"{modality}net"
+        h = t.models[net](inputs[modality], training=True)["hash"]
+        expected = float(tf.reduce_mean(L.pairwise_nll(h, t.buffers[f"{other}_H"].numpy(), s)))
+        logs = t.steps.step(net)(_distribute(t.strategy, batch))
+        if to in ("both", modality):
+            assert np.isclose(float(logs["cross_pair"]), expected, rtol=1e-4), (to, modality)
+        else:
+            assert "cross_pair" not in logs, (to, modality)

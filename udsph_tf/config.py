@@ -192,6 +192,9 @@ class Config:
     cross_pair: float = _field(0.0, "Weight of a direct image<->text pairwise likelihood on "
                                "the codes (the other modality's code buffer), beside the label "
                                "network's terms.")
+    cross_pair_to: str = _field("both", "Which students --cross_pair teaches: both, txt "
+                                "(TxtNet against ImgNet's code buffer only) or img (ImgNet "
+                                "against TxtNet's only).", ["both", "txt", "img"])
     attention_consistency: float = _field(1.0, "Weight of the term that keeps the code "
                                           "similarity of an image/text pair consistent with A.")
 

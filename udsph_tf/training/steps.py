@@ -232,10 +232,11 @@ class TrainSteps:
         f_buf, h_buf = self._pair_targets(modality)
         s = L.similarity(labels, self.train_labels, self.config.similarity)
         other = "txt" if modality == "img" else "img"
-        # The direct image<->text term (beside LabNet's); a DCMH-like run already compares
-        # with the other modality through _pair_targets.
+        # The direct image<->text term (beside LabNet's), for the students --cross_pair_to
+        # names; a DCMH-like run already compares with the other modality (_pair_targets).
         cross = (tf.stop_gradient(self.buffers[f"{other}_H"])
-                 if self.config.cross_pair and self.config.label_net else None)
+                 if self.config.cross_pair and self.config.label_net
+                 and self.config.cross_pair_to in ("both", modality) else None)
         attention = m.get("attention")
         if attention is not None:
             # The other modality's side of the GLOBAL batch (fixed in this step), so every
