@@ -73,6 +73,11 @@ class Task:
             if not 0.0 <= config.txt_weight_decay < float("inf"):
                 raise ConfigError(f"--txt_weight_decay: must be a finite number >= 0 (0 is "
                                   f"off), got {config.txt_weight_decay}")
+            if config.cross_pair_to != "both" and not (config.cross_pair and config.label_net):
+                # A DCMH-like run already teaches both students by the other modality.
+                raise ConfigError(f"--cross_pair_to={config.cross_pair_to} chooses the students "
+                                  "of the image<->text term beside the label network's; it "
+                                  "needs --cross_pair > 0 and the label network")
         self.input_spec = input_spec_for(config, self.train_data, raw=raw is not None)
         self.attention = attention_mode(config, self.input_spec)  # metrics.json "attention"
         # announce=False: a second Task on the same data (--refit) says nothing new.
