@@ -23,14 +23,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from bench.code_oracles import load_run, print_table, ranking_map  # noqa: E402
-
-
-def share_probability(label_probs, db_labels):
-    """(n_query, n_db): P(query shares >= 1 label with each database item), labels taken as
-    independent given the query."""
-    log_miss = np.log(np.clip(1.0 - label_probs, 1e-12, 1.0))        # (n, C)
-    return 1.0 - np.exp(log_miss @ db_labels.T.astype(np.float64))
+from bench.code_oracles import (load_run, print_table, ranking_map,  # noqa: E402,F401
+                                share_probability)
 
 
 def label_probabilities(model, x, num_labels, single_label):

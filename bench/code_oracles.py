@@ -10,7 +10,11 @@ Reads the run's model (as --mode=eval does: the refit's once a --refit phase has
   so it is the best the modality networks are taught to reach);
 - the real-valued tanh outputs instead of their signs (what quantisation costs);
 - the database split into the rows the model trained on (the refit's: training and
-  validation rows) and the others.
+  validation rows) and the others;
+- each query side's own label head (the sigmoid label scores every network predicts), as a
+  classifier ranking the database's TRUE labels (bench/classifier_ceiling.py's rule; compare
+  with its plain classifiers), and passed through LabNet as the query's code (LabNet's code
+  of the predicted labels) against the run's database codes of the other modality.
 A side far below its LabNet oracle is the side to improve. Needs a run with a label network.
 """
 
@@ -37,6 +41,13 @@ def ranking_map(scores, query_labels, db_labels):
             ranks = np.flatnonzero(hits) + 1
             aps.append(np.mean(np.arange(1, len(ranks) + 1) / ranks))
     return float(np.mean(aps))
+
+
+def share_probability(label_probs, db_labels):
+    """(n_query, n_db): P(query shares >= 1 label with each database item), labels taken as
+    independent given the query."""
+    log_miss = np.log(np.clip(1.0 - label_probs, 1e-12, 1.0))        # (n, C)
+    return 1.0 - np.exp(log_miss @ db_labels.T.astype(np.float64))
 
 
 def real_valued_map(query, database, query_labels, db_labels):
@@ -116,6 +127,9 @@ def main():
         return task.models["labnet"](tf.constant(labels, tf.float32), training=False)["hash"]
 
     lab_q, lab_db = np.asarray(labnet(ql)), np.asarray(labnet(dl))
+    heads = {name: np.asarray(task.models[net](tf.constant(x[q], tf.float32),
+                                               training=False)["label_pred"])
+             for name, net, x in (("image", "imgnet", data.images), ("text", "txtnet", data.tags))}
     # The refit trained on the validation rows too (--refit: every training row).
     seen = np.union1d(split.train_idx, split.val_idx) if refit else split.train_idx
     trained = np.isin(db, seen)
@@ -127,6 +141,7 @@ def main():
         ("image -> text (the run)", hamming(img_q, txt_db)),
         ("text -> image (the run)", hamming(txt_q, img_db)),
         ("image -> LabNet codes of the database", hamming(img_q, lab_db)),
+        ("text -> LabNet codes of the database", hamming(txt_q, lab_db)),
         ("LabNet codes of the queries -> text", hamming(lab_q, txt_db)),
         ("LabNet codes of the queries -> image", hamming(lab_q, img_db)),
         ("LabNet -> LabNet", hamming(lab_q, lab_db)),
@@ -141,6 +156,14 @@ def main():
         (f"LabNet -> text, {(~trained).sum()} other rows", hamming(lab_q, txt_db, ~trained)),
         (f"LabNet -> image, {trained.sum()} training rows", hamming(lab_q, img_db, trained)),
         (f"LabNet -> image, {(~trained).sum()} other rows", hamming(lab_q, img_db, ~trained)),
+        ("image queries' label head -> the database's true labels",
+         ranking_map(share_probability(heads["image"], dl), ql, dl)),
+        ("text queries' label head -> the database's true labels",
+         ranking_map(share_probability(heads["text"], dl), ql, dl)),
+        ("image -> text, query code = LabNet's code of the predicted labels",
+         hamming(np.asarray(labnet(heads["image"])), txt_db)),
+        ("text -> image, query code = LabNet's code of the predicted labels",
+         hamming(np.asarray(labnet(heads["text"])), img_db)),
     ]
     model = "the refit's model" if refit else "the selected model"
     print_table(f"{args.workdir} ({model}): {config.dataset}, {config.bits} bits, "
