@@ -109,8 +109,6 @@ def main():
     import tensorflow as tf
     from udsph_tf.codes import to_codes
     from udsph_tf.evaluation.metrics import mean_average_precision
-    from udsph_tf.models.encoding import Encoder
-    from udsph_tf.training.task import RAW_ENCODE_BATCH
     from udsph_tf.training.checkpointing import RunCheckpoint, model_root
 
     config, data, split, task = load_run(args.workdir)
@@ -129,16 +127,8 @@ def main():
         return task.models["labnet"](tf.constant(labels, tf.float32), training=False)["hash"]
 
     lab_q, lab_db = np.asarray(labnet(ql)), np.asarray(labnet(dl))
-    def label_head(net, x):
-        """The network's sigmoid label scores of rows x, prepared as the run encodes them."""
-        kwargs = {}
-        if net == "imgnet" and task.raw is not None:  # raw pixels: the run's normalisation
-            kwargs = {"prepare": task.raw.transform(augment=False),
-                      "batch_size": RAW_ENCODE_BATCH}
-        return Encoder.of_model(task.models[net], ("label_pred",), **kwargs)(x)["label_pred"]
-
-    heads = {"image": label_head("imgnet", data.images[q]),
-             "text": label_head("txtnet", data.tags[q])}
+    heads = {side: task.network_outputs(net, x[q], ("label_pred",))["label_pred"]
+             for side, net, x in (("image", "imgnet", data.images), ("text", "txtnet", data.tags))}
     # The refit trained on the validation rows too (--refit: every training row).
     seen = np.union1d(split.train_idx, split.val_idx) if refit else split.train_idx
     trained = np.isin(db, seen)

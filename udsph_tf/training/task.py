@@ -179,15 +179,19 @@ class Task:
                 opt.build(self.steps.train_variables(net))
 
     # --- encoding ---------------------------------------------------------------------------
-    def _encoder(self, net):
-        if net not in self._encoders:
+    def _encoder(self, net, outputs=("feature", "hash")):
+        key = (net, tuple(outputs))
+        if key not in self._encoders:
             kwargs = {}
             if net == "imgnet" and self.raw is not None:  # pixels: normalise, small batches
                 kwargs = {"prepare": self.raw.transform(augment=False),
                           "batch_size": RAW_ENCODE_BATCH}
-            self._encoders[net] = Encoder.of_model(self.models[net], ("feature", "hash"),
-                                                   **kwargs)
-        return self._encoders[net]
+            self._encoders[key] = Encoder.of_model(self.models[net], outputs, **kwargs)
+        return self._encoders[key]
+
+    def network_outputs(self, net, x, outputs):
+        """{name: array} of `net`'s `outputs` on the rows x, prepared as the run encodes them."""
+        return self._encoder(net, outputs)(x)
 
     def encode(self, rows):
         """(image hash outputs, text hash outputs) of the given data rows."""
