@@ -55,6 +55,19 @@ def real_valued_map(query, database, query_labels, db_labels):
     return ranking_map(query @ database.T, query_labels, db_labels)
 
 
+def hamming_map(query, database, query_labels, db_labels, rows=None):
+    """Hamming MAP of the signs of `query` against `database`'s rows (all, or a boolean
+    subset); None when the subset is empty (a database that is wholly the training set, as in
+    the single-label families, has no untrained rows)."""
+    from udsph_tf.codes import to_codes
+    from udsph_tf.evaluation.metrics import mean_average_precision
+    rows = np.ones(len(database), bool) if rows is None else np.asarray(rows, bool)
+    if not rows.any():
+        return None
+    return mean_average_precision(to_codes(query), to_codes(database[rows]), query_labels,
+                                  db_labels[rows])
+
+
 def print_table(title, header, rows):
     """The run's one-line title, then a markdown table of (name, MAP) rows."""
     print(title)
@@ -107,8 +120,6 @@ def main():
     args = p.parse_args()
 
     import tensorflow as tf
-    from udsph_tf.codes import to_codes
-    from udsph_tf.evaluation.metrics import mean_average_precision
     from udsph_tf.training.checkpointing import RunCheckpoint, model_root
 
     config, data, split, task = load_run(args.workdir)
@@ -133,8 +144,8 @@ def main():
     seen = np.union1d(split.train_idx, split.val_idx) if refit else split.train_idx
     trained = np.isin(db, seen)
 
-    def hamming(a, b, rows=slice(None)):
-        return mean_average_precision(to_codes(a), to_codes(b[rows]), ql, dl[rows])
+    def hamming(a, b, rows=None):
+        return hamming_map(a, b, ql, dl, rows)
 
     table = [
         ("image -> text (the run)", hamming(img_q, txt_db)),
@@ -164,6 +175,7 @@ def main():
         ("text -> image, query code = LabNet's code of the predicted labels",
          hamming(np.asarray(labnet(heads["text"])), img_db)),
     ]
+    table = [(name, value) for name, value in table if value is not None]
     model = "the refit's model" if refit else "the selected model"
     print_table(f"{args.workdir} ({model}): {config.dataset}, {config.bits} bits, "
                 f"seed {config.seed}, "
