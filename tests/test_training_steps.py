@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from udsph_tf.training.schedule import epoch_phases, learning_rate, data_seed
+from udsph_tf.errors import ConfigError
+from udsph_tf.training.schedule import data_seed, epoch_phases, learning_rate
 from udsph_tf.training.steps import scale_to_global
 from udsph_tf.training.testing import (shared_strategy, tiny_config, tiny_data, tiny_region_data,
                                       tiny_split)
@@ -161,7 +162,7 @@ def test_schedule_order_rates_and_seeds(tmp_path):
     assert [p.network for p in epoch_phases(dcmh)] == ["imgnet", "txtnet"]
     with pytest.raises(ValueError, match="adversarial"):
         epoch_phases(tiny_config(tmp_path, label_net=False, adversarial=True))
-    with pytest.raises(ValueError, match="passes"):
+    with pytest.raises(ConfigError, match="--img_passes: imgnet passes must be >= 0"):
         epoch_phases(tiny_config(tmp_path, img_passes=-1))
     assert data_seed(0, 1, 2) == data_seed(0, 1, 2) != data_seed(0, 2, 2)
 

@@ -2,6 +2,8 @@
 
 import dataclasses
 
+from udsph_tf.errors import ConfigError
+
 NETWORKS = ("labnet", "disc", "imgnet", "txtnet")
 
 
@@ -30,7 +32,8 @@ def epoch_phases(config):
               "imgnet": config.img_passes, "txtnet": config.txt_passes}
     for name, n in passes.items():
         if n < 0:
-            raise ValueError(f"{name} passes must be >= 0, got {n}")
+            flag = {"labnet": "lab", "disc": "disc", "imgnet": "img", "txtnet": "txt"}[name]
+            raise ConfigError(f"--{flag}_passes: {name} passes must be >= 0, got {n}")
     return [Phase(net) for net in active_networks(config) for _ in range(passes[net])]
 
 
