@@ -54,9 +54,14 @@ def test_budget_flags_out_of_range(tmp_path):
                 "error: --txtnet_hidden: must be >= 0 (0: no hidden layer), got -1")
     _user_error(_run("--txt_weight_decay=-1", f"--workdir={tmp_path}/w"),
                 "error: --txt_weight_decay: must be a finite number >= 0 (0 is off), got -1.0")
+    _user_error(_run("--bits=0", f"--workdir={tmp_path}/b"),  # was a Keras traceback
+                "error: --bits: must be >= 1, got 0")
     _user_error(_run("--img_passes=-1", f"--workdir={tmp_path}/i"),
                 "error: --img_passes: imgnet passes must be >= 0, got -1")
     assert not (tmp_path / "i" / "run.json").exists()  # a corrected re-run is not refused
+    # The DCMH-like ablation asked for by half: the adversary needs the label network.
+    _user_error(_run("--nolabel_net", f"--workdir={tmp_path}/a"),
+                "error: --adversarial needs --label_net", "use --noadversarial")
     _user_error(_run("--cross_pair_to=txt", f"--workdir={tmp_path}/c"),
                 "error: --cross_pair_to=txt chooses the students of the image<->text term",
                 "needs --cross_pair > 0 and the label network")

@@ -179,3 +179,28 @@ def test_subclasses_keep_the_builtin_callers_catch():
     assert issubclass(errors.MissingFileError, FileNotFoundError)
     assert all(issubclass(c, errors.UserError) for c in (
         errors.ConfigError, errors.DataError, errors.MissingFileError, errors.WorkdirError))
+
+
+@pytest.mark.parametrize("change,start", [
+    ({"bits": 0}, "--bits: must be >= 1, got 0"),
+    ({"imgnet_hidden": -8}, "--imgnet_hidden: must be >= 1, got -8"),
+    ({"region_grid": -1}, "--region_grid: must be >= 0, got -1"),
+    ({"min_pass_steps": -5}, "--min_pass_steps: must be >= 0, got -5"),
+    ({"lr_img": -1.0}, "--lr_img: a learning rate must be a finite number > 0, got -1.0"),
+    ({"lr_txt": 0.0}, "--lr_txt: a learning rate must be a finite number > 0, got 0.0"),
+    ({"lr_lab": float("nan")}, "--lr_lab: a learning rate must be a finite number > 0"),
+    ({"delta": -1.0}, "--delta: a loss weight must be a finite number >= 0 (0 turns the term "
+                      "off), got -1.0"),
+    ({"mu": float("inf")}, "--mu: a loss weight must be a finite number >= 0"),
+    ({"lr_decay": 0.0}, "--lr_decay: must be in (0, 1] (1 = no decay), got 0.0"),
+])
+def test_values_no_run_can_use_are_refused_before_the_workdir_is_made(tmp_path, change, start):
+    from udsph_tf import modes
+    workdir = tmp_path / "run"
+    config = tiny_config(workdir, **change)
+    _raises(errors.ConfigError, start, modes.run, config)
+    assert not workdir.exists()
+    # The defaults and the edges that are allowed pass (0 turns a term off; 1 = no decay).
+    from udsph_tf.config import check_values
+    check_values(Config())
+    check_values(tiny_config(workdir, delta=0.0, cross_pair=0.0, lr_decay=1.0, region_grid=0))

@@ -299,6 +299,38 @@ class Config:
         return [int(s) for s in self.disc_hidden.split(",") if s.strip()]
 
 
+# Values no run can use, refused before anything is read or written (modes.run): a zero code
+# length or width, a negative grid or pass length, and learning rates or loss weights that
+# would train the wrong way (a negative rate is gradient ascent, a negative weight rewards
+# the loss it names) without any error otherwise.
+_AT_LEAST_ONE = ("bits", "feature_dim", "labnet_hidden", "imgnet_hidden")
+_NOT_NEGATIVE = ("region_grid", "region_dim", "image_regions", "min_pass_steps")
+_LEARNING_RATES = ("lr_lab", "lr_img", "lr_txt", "lr_disc")
+_LOSS_WEIGHTS = ("alpha", "gamma", "beta", "eta", "delta", "mu", "balance", "cross_pair",
+                 "attention_consistency")
+
+
+def check_values(config: Config):
+    """Raise a ConfigError naming the first flag whose value no run can use."""
+    from udsph_tf.errors import ConfigError
+    for name in _AT_LEAST_ONE:
+        if getattr(config, name) < 1:
+            raise ConfigError(f"--{name}: must be >= 1, got {getattr(config, name)}")
+    for name in _NOT_NEGATIVE:
+        if getattr(config, name) < 0:
+            raise ConfigError(f"--{name}: must be >= 0, got {getattr(config, name)}")
+    for name in _LEARNING_RATES:
+        if not 0.0 < getattr(config, name) < float("inf"):
+            raise ConfigError(f"--{name}: a learning rate must be a finite number > 0, got "
+                              f"{getattr(config, name)}")
+    for name in _LOSS_WEIGHTS:
+        if not 0.0 <= getattr(config, name) < float("inf"):
+            raise ConfigError(f"--{name}: a loss weight must be a finite number >= 0 (0 turns "
+                              f"the term off), got {getattr(config, name)}")
+    if not 0.0 < config.lr_decay <= 1.0:
+        raise ConfigError(f"--lr_decay: must be in (0, 1] (1 = no decay), got {config.lr_decay}")
+
+
 def config_fields():
     """The dataclass fields in definition order (used to define and read the flags)."""
     return dataclasses.fields(Config)

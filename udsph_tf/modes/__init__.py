@@ -13,16 +13,19 @@ Nothing heavy is imported here (main.py's --help stays fast): `run` imports the 
 import importlib
 
 from udsph_tf import errors
+from udsph_tf.config import check_values
 
 MODULES = {"train": "train", "eval": "evaluate", "export": "export", "search": "search",
            "extract": "extract"}
 
 
 def run(config, given=None):
-    """Check --workdir, take the run's recorded fields (run_identity.config_for_mode; `given`:
-    the flags set on the command line, None = those off their defaults) and run the mode."""
+    """Check the flags' values and --workdir, take the run's recorded fields
+    (run_identity.config_for_mode; `given`: the flags set on the command line, None = those
+    off their defaults) and run the mode."""
     if config.mode not in MODULES:
         raise errors.ConfigError(f"--mode={config.mode}: unknown mode; one of {list(MODULES)}")
+    check_values(config)
     check_workdir(config)
     from udsph_tf.run_identity import config_for_mode
     config = config_for_mode(config, given)

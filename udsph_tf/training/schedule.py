@@ -20,8 +20,8 @@ def active_networks(config):
     if config.adversarial:
         if not config.label_net:
             # The discriminators' "real" side is LabNet's features; without it there is none.
-            raise ValueError("--adversarial needs --label_net (the discriminators compare "
-                             "modality features with LabNet's); use --noadversarial")
+            raise ConfigError("--adversarial needs --label_net (the discriminators compare "
+                              "modality features with LabNet's); use --noadversarial")
         nets.append("disc")
     return nets + ["imgnet", "txtnet"]
 
