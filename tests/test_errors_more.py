@@ -193,6 +193,8 @@ def test_subclasses_keep_the_builtin_callers_catch():
                       "off), got -1.0"),
     ({"mu": float("inf")}, "--mu: a loss weight must be a finite number >= 0"),
     ({"lr_decay": 0.0}, "--lr_decay: must be in (0, 1] (1 = no decay), got 0.0"),
+    ({"txt_passes": -1}, "--txt_passes: txtnet passes must be >= 0, got -1"),
+    ({"label_net": False}, "--adversarial needs --label_net"),
 ])
 def test_values_no_run_can_use_are_refused_before_the_workdir_is_made(tmp_path, change, start):
     from udsph_tf import modes
