@@ -329,9 +329,6 @@ def check_values(config: Config):
                               f"the term off), got {getattr(config, name)}")
     if not 0.0 < config.lr_decay <= 1.0:
         raise ConfigError(f"--lr_decay: must be in (0, 1] (1 = no decay), got {config.lr_decay}")
-    from udsph_tf.training.schedule import active_networks, epoch_phases
-    active_networks(config)  # --adversarial needs --label_net
-    epoch_phases(config)     # no negative pass count
 
 
 def config_fields():

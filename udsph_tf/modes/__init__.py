@@ -26,6 +26,8 @@ def run(config, given=None):
     if config.mode not in MODULES:
         raise errors.ConfigError(f"--mode={config.mode}: unknown mode; one of {list(MODULES)}")
     check_values(config)
+    from udsph_tf.training.schedule import epoch_phases
+    epoch_phases(config)  # a negative pass count; --adversarial without --label_net
     check_workdir(config)
     from udsph_tf.run_identity import config_for_mode
     config = config_for_mode(config, given)
