@@ -28,12 +28,12 @@ def active_networks(config):
 
 def epoch_phases(config):
     """The ordered passes of one epoch: LabNet, discriminators, ImgNet, TxtNet (SSAH)."""
-    flags = {"labnet": "lab_passes", "disc": "disc_passes", "imgnet": "img_passes",
-             "txtnet": "txt_passes"}
-    passes = {name: getattr(config, flag) for name, flag in flags.items()}
+    passes = {"labnet": config.lab_passes, "disc": config.disc_passes,
+              "imgnet": config.img_passes, "txtnet": config.txt_passes}
     for name, n in passes.items():
         if n < 0:
-            raise ConfigError(f"--{flags[name]}: {name} passes must be >= 0, got {n}")
+            flag = {"labnet": "lab", "disc": "disc", "imgnet": "img", "txtnet": "txt"}[name]
+            raise ConfigError(f"--{flag}_passes: {name} passes must be >= 0, got {n}")
     return [Phase(net) for net in active_networks(config) for _ in range(passes[net])]
 
 
